@@ -151,15 +151,38 @@ pub enum RowOp {
     /// The workspace appears: its billing-mode and balance rows exist.
     WorkspaceOpened,
     KeyAdded(KeyRow),
-    KeyEnded { key_id: KeyId, status: KeyStatus, at: DateTime<Utc>, by: String },
-    ActiveKeySet { provider: Provider, key_id: KeyId, masked: String },
+    KeyEnded {
+        key_id: KeyId,
+        status: KeyStatus,
+        at: DateTime<Utc>,
+        by: String,
+    },
+    ActiveKeySet {
+        provider: Provider,
+        key_id: KeyId,
+        masked: String,
+    },
     /// Clears the provider's active key if it is still `key_id`.
-    ActiveKeyCleared { provider: Provider, key_id: KeyId },
-    ByoSet { enabled: bool, at: DateTime<Utc>, by: String },
+    ActiveKeyCleared {
+        provider: Provider,
+        key_id: KeyId,
+    },
+    ByoSet {
+        enabled: bool,
+        at: DateTime<Utc>,
+        by: String,
+    },
     /// Adds to granted / spent and sets the balance the event recorded.
-    Credits { granted: Credits, spent: Credits, balance_after: Credits },
+    Credits {
+        granted: Credits,
+        spent: Credits,
+        balance_after: Credits,
+    },
     Ledger(LedgerRow),
-    Usage { key: UsageKey, row: UsageRow },
+    Usage {
+        key: UsageKey,
+        row: UsageRow,
+    },
 }
 
 /// What event number `sequence` of a workspace does to its projections.

@@ -22,6 +22,10 @@ pub enum Route {
 impl Route {
     pub const ALL: [Route; 4] = [Route::Credits, Route::Byo, Route::Local, Route::Unmetered];
 
+    pub fn parse(raw: &str) -> Option<Route> {
+        Route::ALL.into_iter().find(|r| r.as_str() == raw)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Route::Credits => "credits",

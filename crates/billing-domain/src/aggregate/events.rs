@@ -14,8 +14,17 @@ use crate::keys::{Fingerprint, MaskedKey, Provider};
 use crate::money::Credits;
 use crate::routing::Route;
 
-/// The current version of every event's payload shape.
-pub const EVENT_VERSION: &str = "1";
+/// The version of an event type's payload shape. A type's version moves
+/// when its shape changes; the store keeps an upcaster from every older
+/// version, so events stored years ago still replay.
+///
+/// `CreditsGranted` 2 added `reason`; every other type is at its first shape.
+pub fn event_version_of(event_type: &str) -> &'static str {
+    match event_type {
+        "CreditsGranted" => "2",
+        _ => "1",
+    }
+}
 
 /// Who caused an event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +120,6 @@ impl DomainEvent for WorkspaceEvent {
     }
 
     fn event_version(&self) -> String {
-        EVENT_VERSION.to_owned()
+        event_version_of(self.change.event_type()).to_owned()
     }
 }

@@ -9,7 +9,7 @@ pub mod workspace;
 mod tests;
 
 pub use commands::{Action, Channel, Role, WorkspaceCommand, REASON_LEN_MAX};
-pub use events::{Actor, Change, WorkspaceEvent, EVENT_VERSION};
+pub use events::{event_version_of, Actor, Change, WorkspaceEvent};
 pub use workspace::{
     ActiveKey, GrantRecord, ReplyRecord, Workspace, WorkspaceServices, GRANTS_REMEMBERED_MAX, REPLIES_REMEMBERED_MAX,
 };

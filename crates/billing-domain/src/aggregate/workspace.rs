@@ -374,7 +374,9 @@ impl Aggregate for Workspace {
                 self.spent = Credits::new(self.spent.get().saturating_add(credits_charged.get()));
                 self.replies.insert(
                     reply_id,
-                    ReplyRecord { agent_id, model, provider, route, key_id, credits_charged, list_cost, balance_after }, REPLIES_REMEMBERED_MAX);
+                    ReplyRecord { agent_id, model, provider, route, key_id, credits_charged, list_cost, balance_after },
+                    REPLIES_REMEMBERED_MAX,
+                );
             }
             Change::DataSourceTrained { .. } => {}
         }

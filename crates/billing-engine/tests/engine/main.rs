@@ -1,0 +1,5 @@
+//! Integration tests of the engine against the real SQLite file and the
+//! real Postgres of this machine. Every test runs on both backends.
+
+mod helpers;
+mod lifecycle;

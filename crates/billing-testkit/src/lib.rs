@@ -99,6 +99,14 @@ impl Drop for TestDb {
     }
 }
 
+/// Sends the engine's logs to the test output (shown for failing tests);
+/// `RUST_LOG` filters them (default `warn`).
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
 /// A fixed master key, so tests can open what they sealed.
 pub fn master_key() -> MasterKey {
     MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("a valid master key")
@@ -124,11 +132,13 @@ macro_rules! both_backends {
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
+                    $crate::init_logs();
                     super::$name($crate::Backend::Sqlite).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
+                    $crate::init_logs();
                     super::$name($crate::Backend::Postgres).await;
                 }
             }

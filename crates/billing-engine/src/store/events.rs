@@ -302,6 +302,28 @@ impl Store {
         })
     }
 
+    /// The last stored sequence of each of `workspaces` that has events.
+    pub async fn versions(&self, workspaces: &[&str]) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let mut versions = std::collections::HashMap::with_capacity(workspaces.len());
+        on_pool!(self.db(), reader, |pool| {
+            for chunk in workspaces.chunks(ROWS_PER_STATEMENT_MAX) {
+                let mut qb =
+                    QueryBuilder::new("SELECT aggregate_id, MAX(sequence) FROM events WHERE aggregate_type = ");
+                qb.push_bind(AGGREGATE_TYPE).push(" AND aggregate_id IN (");
+                let mut list = qb.separated(", ");
+                for workspace in chunk {
+                    list.push_bind(*workspace);
+                }
+                qb.push(") GROUP BY aggregate_id");
+                for row in qb.build().fetch_all(pool).await? {
+                    let sequence: i64 = row.try_get(1)?;
+                    versions.insert(row.try_get(0)?, u64::try_from(sequence).unwrap_or(0));
+                }
+            }
+            Ok(versions)
+        })
+    }
+
     /// Every workspace id that has events, in order.
     pub async fn workspace_ids(&self) -> Result<Vec<String>, StoreError> {
         on_pool!(self.db(), reader, |pool| {

@@ -74,10 +74,32 @@ struct Plan {
     /// bounded memory has already let it go.
     replies: HashMap<(WorkspaceId, ReplyId), ReplyRecord>,
     grants: HashMap<(WorkspaceId, GrantId), GrantRecord>,
+    /// Workspaces whose commands were answered without an event from
+    /// state this shard had cached before the batch (a refusal, a no-op):
+    /// another engine process may have moved them on, and no write will
+    /// tell, so their versions are checked against the store before the
+    /// batch answers.
+    verify: HashSet<WorkspaceId>,
+    /// Workspaces loaded from the store during this batch: fresh already.
+    loaded: HashSet<WorkspaceId>,
     /// Set when a decided command could not be planned (a bug, logged): the
     /// in-memory state is then ahead of the plan, so the whole batch is
     /// dropped and its workspaces reloaded.
     poisoned: bool,
+}
+
+/// First answers the store already held for ids of a batch, learned after
+/// a conflict; they seed every later attempt at the batch.
+#[derive(Default)]
+struct Known {
+    replies: HashMap<(WorkspaceId, ReplyId), ReplyRecord>,
+    grants: HashMap<(WorkspaceId, GrantId), GrantRecord>,
+}
+
+impl Plan {
+    fn seeded(known: &Known) -> Plan {
+        Plan { replies: known.replies.clone(), grants: known.grants.clone(), ..Plan::default() }
+    }
 }
 
 pub(crate) struct ShardWriter {
@@ -112,17 +134,30 @@ impl ShardWriter {
 
     async fn run_batch(&mut self, jobs: Vec<Job>) {
         self.metrics.batch_commands.observe(jobs.len() as f64);
+        let mut known = Known::default();
         let mut attempt = 1;
         loop {
-            let (plan, results) = self.decide_all(&jobs).await;
+            let (plan, results) = self.decide_all(&jobs, &known).await;
             if plan.poisoned {
                 self.forget(&plan.touched);
                 return answer_all(&self.metrics, jobs);
             }
-            if plan.batch.events.is_empty() {
+            let stale = match self.stale(&plan).await {
+                Ok(stale) => stale,
+                Err(err) => {
+                    self.forget(&plan.touched);
+                    tracing::error!(error = %err, "could not check cached versions; nothing stored");
+                    return answer_all(&self.metrics, jobs);
+                }
+            };
+            let outcome = if !stale.is_empty() {
+                Err(StoreError::Conflict(format!("{} cached workspaces were behind the store", stale.len())))
+            } else if plan.batch.events.is_empty() {
                 return answer(&self.metrics, jobs, results);
-            }
-            match self.store.append(&plan.batch).await {
+            } else {
+                self.store.append(&plan.batch).await
+            };
+            match outcome {
                 Ok(receipt) => {
                     self.committed.send_if_modified(|c| {
                         let newer = receipt.cursor > *c;
@@ -136,11 +171,13 @@ impl ShardWriter {
                     return answer(&self.metrics, jobs, results);
                 }
                 Err(StoreError::Conflict(cause)) if attempt < APPEND_TRIES_MAX => {
-                    tracing::info!(%cause, attempt, "batch conflicted with another writer; deciding it again");
+                    tracing::info!(%cause, attempt, "batch met another writer's events; deciding it again");
                     self.metrics.append_conflicts.inc();
                     attempt += 1;
-                    if let Err(err) = self.recover(&jobs, &plan).await {
-                        self.forget(&plan.touched);
+                    let mut reload = plan.touched.clone();
+                    reload.extend(stale);
+                    if let Err(err) = self.recover(&jobs, &reload, &mut known).await {
+                        self.forget(&reload);
                         tracing::error!(error = %err, "could not reload after a conflict");
                         return answer_all(&self.metrics, jobs);
                     }
@@ -155,19 +192,44 @@ impl ShardWriter {
     }
 
     /// Decides every job against the in-memory state, in order.
-    async fn decide_all(&mut self, jobs: &[Job]) -> (Plan, Vec<Result<Outcome, EngineError>>) {
-        let mut plan = Plan::default();
+    async fn decide_all(&mut self, jobs: &[Job], known: &Known) -> (Plan, Vec<Result<Outcome, EngineError>>) {
+        let mut plan = Plan::seeded(known);
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
-            results.push(self.decide(job, &mut plan).await);
+            let result = self.decide(job, &mut plan).await;
+            if needs_fresh_state(&result) && !plan.loaded.contains(&job.workspace) {
+                plan.verify.insert(job.workspace.clone());
+            }
+            results.push(result);
         }
         (plan, results)
+    }
+
+    /// The workspaces of `plan.verify` that the store has moved past the
+    /// version this shard decided from. (Workspaces the batch writes to are
+    /// checked by the append itself.)
+    async fn stale(&self, plan: &Plan) -> Result<Vec<WorkspaceId>, StoreError> {
+        let check: Vec<&WorkspaceId> = plan.verify.iter().filter(|w| !plan.touched.contains(*w)).collect();
+        if check.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = check.iter().map(|w| w.as_str()).collect();
+        let versions = self.store.versions(&ids).await?;
+        Ok(check
+            .into_iter()
+            .filter(|w| {
+                let cached = self.cache.get(*w).map_or(0, |e| e.version);
+                versions.get(w.as_str()).copied().unwrap_or(0) != cached
+            })
+            .cloned()
+            .collect())
     }
 
     async fn decide(&mut self, job: &Job, plan: &mut Plan) -> Result<Outcome, EngineError> {
         let creating = matches!(job.action, Action::CreateWorkspace { .. });
         if !self.cache.contains_key(&job.workspace) {
             let entry = self.load(&job.workspace).await?;
+            plan.loaded.insert(job.workspace.clone());
             if !entry.state.exists() && !creating {
                 return Err(DomainError::WorkspaceNotFound.into());
             }
@@ -231,22 +293,27 @@ impl ShardWriter {
         Entry::from_loaded(loaded)?.ok_or(EngineError::Unavailable)
     }
 
-    /// After a conflict: forget what the batch touched, reload it, and
-    /// teach each workspace the first answers of the batch's reply and grant
-    /// ids that the store already holds.
-    async fn recover(&mut self, jobs: &[Job], plan: &Plan) -> Result<(), EngineError> {
-        self.forget(&plan.touched);
+    /// After a conflict: forget the workspaces in `reload`, load them
+    /// again, and learn the first answers the store already holds for the
+    /// batch's reply and grant ids.
+    async fn recover(
+        &mut self,
+        jobs: &[Job],
+        reload: &HashSet<WorkspaceId>,
+        known: &mut Known,
+    ) -> Result<(), EngineError> {
+        self.forget(reload);
         let mut keys: HashMap<&WorkspaceId, Vec<String>> = HashMap::new();
         for job in jobs {
             if let Some(key) = idempotency_key(&job.action) {
                 keys.entry(&job.workspace).or_default().push(key);
             }
         }
-        for workspace in &plan.touched {
-            let mut entry = self.load(workspace).await?;
+        for workspace in reload {
+            let entry = self.load(workspace).await?;
             let wanted = keys.get(workspace).map(Vec::as_slice).unwrap_or_default();
             for stored in self.store.events_by_idempotency_key(workspace.as_str(), wanted).await? {
-                remember_event(&mut entry.state, &stored.decode()?);
+                known.learn(workspace, &stored.decode()?);
             }
             self.cache.insert(workspace.clone(), entry);
         }
@@ -292,36 +359,54 @@ fn event_idempotency_key(change: &Change) -> Option<String> {
     }
 }
 
-/// Teaches `state` the first answer recorded by a stored event.
-fn remember_event(state: &mut Workspace, event: &WorkspaceEvent) {
-    match &event.change {
-        Change::ReplyServed {
-            reply_id,
-            agent_id,
-            model,
-            provider,
-            route,
-            key_id,
-            credits_charged,
-            list_cost,
-            balance_after,
-        } => state.remember_reply(
-            reply_id.clone(),
-            ReplyRecord {
-                agent_id: agent_id.clone(),
-                model: model.clone(),
-                provider: *provider,
-                route: *route,
-                key_id: key_id.clone(),
-                credits_charged: *credits_charged,
-                list_cost: *list_cost,
-                balance_after: *balance_after,
-            },
-        ),
-        Change::CreditsGranted { grant_id, amount, balance_after, .. } => {
-            state.remember_grant(grant_id.clone(), GrantRecord { amount: *amount, balance_after: *balance_after })
+impl Known {
+    /// Keeps the first answer a stored event recorded.
+    fn learn(&mut self, workspace: &WorkspaceId, event: &WorkspaceEvent) {
+        match &event.change {
+            Change::ReplyServed {
+                reply_id,
+                agent_id,
+                model,
+                provider,
+                route,
+                key_id,
+                credits_charged,
+                list_cost,
+                balance_after,
+            } => {
+                let record = ReplyRecord {
+                    agent_id: agent_id.clone(),
+                    model: model.clone(),
+                    provider: *provider,
+                    route: *route,
+                    key_id: key_id.clone(),
+                    credits_charged: *credits_charged,
+                    list_cost: *list_cost,
+                    balance_after: *balance_after,
+                };
+                self.replies.insert((workspace.clone(), reply_id.clone()), record);
+            }
+            Change::CreditsGranted { grant_id, amount, balance_after, .. } => {
+                let record = GrantRecord { amount: *amount, balance_after: *balance_after };
+                self.grants.insert((workspace.clone(), grant_id.clone()), record);
+            }
+            _ => {}
         }
-        _ => {}
+    }
+}
+
+/// True for an answer decided from state without writing anything, whose
+/// truth depends on that state being current: a refusal by a rule, or a
+/// no-op. A repeated id's first answer never changes, so it does not count.
+fn needs_fresh_state(result: &Result<Outcome, EngineError>) -> bool {
+    match result {
+        Err(EngineError::Domain(DomainError::IdempotencyConflict(_))) => false,
+        Err(EngineError::Domain(_)) => true,
+        Err(EngineError::Unavailable) => false,
+        Ok(Outcome::RoleSet { changed }) | Ok(Outcome::Byo { changed, .. }) | Ok(Outcome::KeyAdded { changed, .. }) => {
+            !changed
+        }
+        Ok(_) => false,
     }
 }
 

@@ -1,5 +1,10 @@
 //! Integration tests of the engine against the real SQLite file and the
 //! real Postgres of this machine. Every test runs on both backends.
 
+mod concurrency;
 mod helpers;
+mod idempotency;
 mod lifecycle;
+mod recovery;
+mod sequences;
+mod tables;

@@ -28,6 +28,7 @@ pub mod error;
 pub mod metrics;
 pub mod projection;
 pub mod queries;
+pub mod repository;
 pub mod store;
 pub mod writer;
 

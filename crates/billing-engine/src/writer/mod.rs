@@ -351,7 +351,7 @@ pub(crate) fn idempotency_key(action: &Action) -> Option<String> {
     }
 }
 
-fn event_idempotency_key(change: &Change) -> Option<String> {
+pub(crate) fn event_idempotency_key(change: &Change) -> Option<String> {
     match change {
         Change::ReplyServed { reply_id, .. } => Some(format!("reply:{reply_id}")),
         Change::CreditsGranted { grant_id, .. } => Some(format!("grant:{grant_id}")),

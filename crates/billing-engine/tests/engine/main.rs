@@ -2,6 +2,7 @@
 //! real Postgres of this machine. Every test runs on both backends.
 
 mod concurrency;
+mod defects;
 mod helpers;
 mod idempotency;
 mod lifecycle;

@@ -16,11 +16,14 @@
 //! - [`projection`]: the projector that maintains the dashboard tables
 //!   exactly once per event (where a projection is built).
 //! - [`queries`]: the contract's queries over those tables.
+//! - [`audit`]: statements replayed from the events, and `audit verify`
+//!   (hash chains and projections against a fresh fold).
 //! - [`engine`]: [`Engine`], the one API the HTTP layer and the CLI share.
 //! - [`repository`]: a cqrs-es `PersistedEventRepository` over the same
 //!   tables, for tools built on cqrs-es.
 //! - [`metrics`], [`error`].
 
+pub mod audit;
 pub mod chain;
 pub mod db;
 pub mod engine;

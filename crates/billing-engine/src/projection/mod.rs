@@ -13,7 +13,7 @@
 //! order ([`Projector::catch_up`]); the NATS projector (`project`) feeds the
 //! same [`Projector::apply`] from JetStream.
 
-mod read;
+pub mod read;
 pub(crate) mod sql;
 
 pub use read::read_model;

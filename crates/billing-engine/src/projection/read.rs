@@ -6,6 +6,7 @@ use billing_domain::readmodel::{BalanceRow, KeyRow, KeyStatus, LedgerKind, Ledge
 use billing_domain::{Credits, KeyId, Provider, Route};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
+use std::collections::BTreeMap;
 
 use crate::error::StoreError;
 use crate::on_pool;
@@ -25,6 +26,52 @@ fn provider(raw: &str) -> Result<Provider, StoreError> {
 
 /// The projection rows of `workspace` as a [`ReadModel`].
 pub async fn read_model(store: &Store, workspace: &str) -> Result<ReadModel, StoreError> {
+    let mut model = read_model_without_ledger(store, workspace).await?;
+    model.ledger = read_ledger_range(store, workspace, 0, u64::MAX).await?;
+    Ok(model)
+}
+
+/// Ledger rows of `workspace` with `after < seq <= upto`.
+pub async fn read_ledger_range(
+    store: &Store,
+    workspace: &str,
+    after: u64,
+    upto: u64,
+) -> Result<BTreeMap<u64, LedgerRow>, StoreError> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let upto = i64::try_from(upto).unwrap_or(i64::MAX);
+    on_pool!(store.db(), reader, |pool| {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, amount, balance_after, reply_id, grant_id, model FROM credit_ledger \
+             WHERE workspace_id = $1 AND seq > $2 AND seq <= $3",
+        )
+        .bind(workspace)
+        .bind(after)
+        .bind(upto)
+        .fetch_all(pool)
+        .await?;
+        let mut ledger = BTreeMap::new();
+        for row in rows {
+            let kind: String = row.try_get(2)?;
+            let entry = LedgerRow {
+                seq: count(row.try_get(0)?, "seq")?,
+                at: row.try_get(1)?,
+                kind: LedgerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("kind {kind:?}")))?,
+                amount: row.try_get(3)?,
+                balance_after: Credits::new(count(row.try_get(4)?, "balance")?),
+                reply_id: row.try_get(5)?,
+                grant_id: row.try_get(6)?,
+                model: row.try_get(7)?,
+            };
+            ledger.insert(entry.seq, entry);
+        }
+        Ok(ledger)
+    })
+}
+
+/// Every projection of `workspace` but its ledger (which can be as long as
+/// its history; [`read_ledger_range`] reads it in parts).
+pub async fn read_model_without_ledger(store: &Store, workspace: &str) -> Result<ReadModel, StoreError> {
     on_pool!(store.db(), reader, |pool| {
         let mut model = ReadModel::default();
         let offset = sqlx::query("SELECT last_sequence FROM projection_offsets WHERE workspace_id = $1")
@@ -87,27 +134,6 @@ pub async fn read_model(store: &Store, workspace: &str) -> Result<ReadModel, Sto
                 ended_by: row.try_get(8)?,
             };
             model.keys.insert(key.key_id.clone(), key);
-        }
-        let ledger = sqlx::query(
-            "SELECT seq, at, kind, amount, balance_after, reply_id, grant_id, model FROM credit_ledger \
-             WHERE workspace_id = $1",
-        )
-        .bind(workspace)
-        .fetch_all(pool)
-        .await?;
-        for row in ledger {
-            let kind: String = row.try_get(2)?;
-            let entry = LedgerRow {
-                seq: count(row.try_get(0)?, "seq")?,
-                at: row.try_get(1)?,
-                kind: LedgerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("kind {kind:?}")))?,
-                amount: row.try_get(3)?,
-                balance_after: Credits::new(count(row.try_get(4)?, "balance")?),
-                reply_id: row.try_get(5)?,
-                grant_id: row.try_get(6)?,
-                model: row.try_get(7)?,
-            };
-            model.ledger.insert(entry.seq, entry);
         }
         let usage = sqlx::query(
             "SELECT day, route, model, replies, credits_charged, list_cost FROM usage_daily WHERE workspace_id = $1",

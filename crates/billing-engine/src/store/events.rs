@@ -324,6 +324,17 @@ impl Store {
         })
     }
 
+    /// How many events the log holds.
+    pub async fn event_count(&self) -> Result<u64, StoreError> {
+        on_pool!(self.db(), reader, |pool| {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE aggregate_type = $1")
+                .bind(AGGREGATE_TYPE)
+                .fetch_one(pool)
+                .await?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
     /// Every workspace id that has events, in order.
     pub async fn workspace_ids(&self) -> Result<Vec<String>, StoreError> {
         on_pool!(self.db(), reader, |pool| {

@@ -1,6 +1,7 @@
 //! Integration tests of the engine against the real SQLite file and the
 //! real Postgres of this machine. Every test runs on both backends.
 
+mod audit;
 mod concurrency;
 mod defects;
 mod helpers;

@@ -152,6 +152,12 @@ impl Engine {
         &self.inner.metrics
     }
 
+    /// Tells, on every group commit, how far the log has been committed by
+    /// this engine (what the NATS relay waits on).
+    pub fn commits(&self) -> watch::Receiver<Cursor> {
+        self.inner.committed.subscribe()
+    }
+
     /// A fresh id for a key about to be added.
     pub fn new_key_id() -> KeyId {
         let id = format!("key_{}", uuid::Uuid::new_v4().simple());

@@ -13,9 +13,11 @@
 
 mod events;
 mod record;
+mod relay;
 
 pub use events::{AppendBatch, AppendReceipt, LoadedWorkspace, NewEvent, NewSecret, NewSnapshot};
 pub use record::{decode_payload, upcasters, Cursor, StoredEvent};
+pub use relay::Leadership;
 
 use crate::db::{Backend, Db};
 

@@ -21,8 +21,10 @@ pub enum DomainError {
     Forbidden(String),
     #[error("{0}")]
     IdempotencyConflict(String),
-    #[error("model {0} is not in the catalog")]
-    UnknownModel(String),
+    /// The model asked for is not in the catalog. The error never repeats
+    /// what the caller sent: it may be anything, a pasted key included.
+    #[error("the model is not in the catalog")]
+    UnknownModel,
     #[error("BYO is on and the workspace has no active {0} key")]
     NoKeyForProvider(String),
     #[error("the reply costs {cost} credits and the balance is {balance}")]
@@ -53,7 +55,7 @@ impl DomainError {
             DomainError::MissingActor => "missing_actor",
             DomainError::Forbidden(_) => "forbidden",
             DomainError::IdempotencyConflict(_) => "idempotency_conflict",
-            DomainError::UnknownModel(_) => "unknown_model",
+            DomainError::UnknownModel => "unknown_model",
             DomainError::NoKeyForProvider(_) => "no_key_for_provider",
             DomainError::InsufficientCredits { .. } => "insufficient_credits",
             DomainError::LastAdmin => "last_admin",
@@ -71,7 +73,7 @@ impl DomainError {
             | DomainError::UnknownProvider(_)
             | DomainError::InvalidKeyFormat(_)
             | DomainError::InvalidAmount(_)
-            | DomainError::UnknownModel(_) => 422,
+            | DomainError::UnknownModel => 422,
             DomainError::MissingActor => 400,
             DomainError::Forbidden(_) => 403,
             DomainError::WorkspaceNotFound | DomainError::KeyNotFound(_) | DomainError::MemberNotFound(_) => 404,

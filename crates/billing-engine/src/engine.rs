@@ -253,6 +253,21 @@ impl Engine {
         Ok(self.inner.store.query_usage(workspace.as_str(), from, to).await?)
     }
 
+    /// The workspace's statement over `[from, to)`, folded from its events
+    /// (not the projections), so it needs no read-your-writes wait.
+    pub async fn statement(
+        &self,
+        workspace: &WorkspaceId,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<crate::audit::StatementView, EngineError> {
+        if self.inner.store.versions(&[workspace.as_str()]).await?.is_empty() {
+            return Err(DomainError::WorkspaceNotFound.into());
+        }
+        let range = crate::audit::Range { from, to, as_of: None };
+        Ok(crate::audit::statement(&self.inner.store, workspace.as_str(), range).await?)
+    }
+
     /// The workspace's stored events with a sequence above `after`.
     pub async fn events(
         &self,

@@ -37,9 +37,8 @@ pub enum HttpError {
     /// A rule of the domain or the engine refused the request.
     #[error(transparent)]
     Domain(DomainError),
-    /// The domain's `UnknownModel` quotes the model the caller sent; a
-    /// caller that pasted a key into `model` must not get it back in an
-    /// error, nor have it logged by whoever logs errors.
+    /// A model not in the catalog. Answered with a message of our own that
+    /// never repeats what the caller sent (it may be a pasted key).
     #[error("the model is not in the catalog (GET /v1/models lists it)")]
     UnknownModel,
     /// A dependency could not do its part; nothing was stored. The cause has
@@ -101,7 +100,7 @@ impl From<DomainError> for HttpError {
         match err {
             // Its text names the internal cause (vault, database).
             DomainError::Unavailable(_) => HttpError::Unavailable,
-            DomainError::UnknownModel(_) => HttpError::UnknownModel,
+            DomainError::UnknownModel => HttpError::UnknownModel,
             other => HttpError::Domain(other),
         }
     }
@@ -166,10 +165,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_model_does_not_echo_what_the_caller_sent() {
-        let err = HttpError::from(DomainError::UnknownModel("sk-proj-secret".into()));
+    fn unknown_model_names_the_catalog() {
+        let err = HttpError::from(DomainError::UnknownModel);
         assert_eq!(err.code(), "unknown_model");
-        assert!(!err.to_string().contains("secret"));
+        assert!(err.to_string().contains("GET /v1/models"));
     }
 
     #[test]

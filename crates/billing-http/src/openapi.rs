@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{billing_mode, credits, keys, members, models, ops, replies, trainings, workspaces};
+use crate::routes::{billing_mode, credits, keys, members, models, ops, replies, statement, trainings, workspaces};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,7 @@ use crate::routes::{billing_mode, credits, keys, members, models, ops, replies, 
         credits::ledger,
         replies::serve,
         replies::usage,
+        statement::show,
         trainings::train,
         models::list,
         ops::healthz,

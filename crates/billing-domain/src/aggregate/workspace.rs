@@ -280,7 +280,7 @@ impl Workspace {
                         )))
                     };
                 }
-                let spec = services.catalog.get(&model).ok_or_else(|| DomainError::UnknownModel(printable(&model)))?;
+                let spec = services.catalog.get(&model).ok_or(DomainError::UnknownModel)?;
                 let active = spec.provider.key_provider().and_then(|p| self.active_key(p)).map(|k| &k.key_id);
                 let decision = route_reply(spec, self.byo_enabled, active, services.metering, self.balance())?;
                 let balance_after =
@@ -306,11 +306,6 @@ impl Workspace {
             }
         }
     }
-}
-
-/// A model id echoed in an error, cut to a bounded, printable form.
-fn printable(raw: &str) -> String {
-    raw.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 impl Aggregate for Workspace {

@@ -7,5 +7,5 @@ pub mod statement;
 pub mod verify;
 
 pub use render::{Format, Renderer};
-pub use statement::{replay, Range, StatementLine, StatementSummary, WorkspaceState};
+pub use statement::{replay, statement, Range, StatementLine, StatementSummary, StatementView, WorkspaceState};
 pub use verify::{verify, Problem, Report};

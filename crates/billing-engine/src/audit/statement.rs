@@ -165,6 +165,44 @@ pub struct StatementSummary {
     pub state: WorkspaceState,
 }
 
+/// Most lines one statement answer holds (`GET .../statement`); a longer
+/// range says where to continue.
+pub const STATEMENT_LINES_MAX: usize = 10_000;
+
+/// A statement as the HTTP API answers it: the summary and the lines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct StatementView {
+    #[serde(flatten)]
+    pub summary: StatementSummary,
+    pub lines: Vec<StatementLine>,
+    /// True when the range held more than [`STATEMENT_LINES_MAX`] lines.
+    pub lines_truncated: bool,
+    /// When truncated: the time of the first line left out; ask again with
+    /// `from` set to it (lines of that same instant may repeat).
+    pub next_from: Option<DateTime<Utc>>,
+}
+
+/// The statement of `workspace` over `range`, its lines capped.
+pub async fn statement(store: &Store, workspace: &str, range: Range) -> Result<StatementView, StoreError> {
+    let mut lines = Vec::new();
+    let mut next_from = None;
+    let summary = replay(
+        store,
+        workspace,
+        range,
+        |line| {
+            if lines.len() < STATEMENT_LINES_MAX {
+                lines.push(line.clone());
+            } else if next_from.is_none() {
+                next_from = Some(line.at);
+            }
+        },
+        |_| {},
+    )
+    .await?;
+    Ok(StatementView { summary, lines, lines_truncated: next_from.is_some(), next_from })
+}
+
 /// The words of one event's change.
 pub fn describe(change: &Change) -> String {
     match change {

@@ -18,6 +18,7 @@ pub mod members;
 pub mod models;
 pub mod ops;
 pub mod replies;
+pub mod statement;
 pub mod trainings;
 pub mod workspaces;
 
@@ -38,6 +39,7 @@ pub(crate) fn endpoints() -> Vec<(Method, &'static str, MethodRouter<AppState>)>
         (Method::GET, "/v1/workspaces/{ws}/credits/ledger", get(credits::ledger)),
         (Method::POST, "/v1/workspaces/{ws}/replies", post(replies::serve)),
         (Method::GET, "/v1/workspaces/{ws}/usage", get(replies::usage)),
+        (Method::GET, "/v1/workspaces/{ws}/statement", get(statement::show)),
         (Method::POST, "/v1/workspaces/{ws}/data-sources/{id}/trainings", post(trainings::train)),
         (Method::GET, "/v1/models", get(models::list)),
         (Method::GET, "/healthz", get(ops::healthz)),

@@ -190,7 +190,7 @@ async fn queries_take_either_token_and_nothing_else(backend: Backend) {
     let app = spawn(&db).await;
     app.create("acme", "alice").await;
     let paths = query_paths();
-    assert_eq!(paths.len(), 7, "{paths:?}");
+    assert_eq!(paths.len(), 8, "{paths:?}");
     for path in &paths {
         for token in Token::ALL {
             let answer = app.get(path).token(token).send().await;

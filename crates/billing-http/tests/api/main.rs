@@ -16,4 +16,5 @@ mod replies;
 mod restart;
 mod rules;
 mod secrets;
+mod statement;
 mod workspaces;

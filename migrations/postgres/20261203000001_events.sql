@@ -1,8 +1,8 @@
 -- The event log. The first seven columns are exactly those postgres-es 0.5
 -- reads and writes, so its repository can still read (and even append to)
 -- this table. What it lacks is added with defaults:
---   position     a unique global number, for humans and for ordering within
---                one transaction;
+--   position     a unique global number (an identity), for humans and for
+--                ordering within one transaction;
 --   tx_id        the writing transaction's id. Readers of the whole log read
 --                in (tx_id, position) order and only below the oldest
 --                transaction still running (pg_snapshot_xmin), which makes
@@ -28,8 +28,11 @@ CREATE TABLE events
     idempotency_key text,
     PRIMARY KEY (aggregate_type, aggregate_id, sequence)
 );
-CREATE UNIQUE INDEX events_position ON events (position);
-CREATE INDEX events_global_order ON events (tx_id, position);
+-- The gap-safe reader's order. aggregate_type leads so that a reader's
+-- `aggregate_type = 'Workspace'` never makes the planner prefer the primary
+-- key (which would scan every row of the type). `position` needs no unique
+-- index of its own: an identity hands each value out once.
+CREATE INDEX events_global_order ON events (aggregate_type, tx_id, position);
 CREATE UNIQUE INDEX events_idempotency ON events (aggregate_type, aggregate_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 

@@ -24,8 +24,26 @@ pub fn link(
     event_version: &str,
     payload: &Value,
 ) -> String {
-    let mut canonical = String::with_capacity(256);
-    write_canonical(payload, &mut canonical);
+    link_canonical(prev_hash, workspace, sequence, event_type, event_version, &canonical(payload))
+}
+
+/// The canonical form of `value`: what is hashed, and the text the engine
+/// stores as the payload.
+pub fn canonical(value: &Value) -> String {
+    let mut text = String::with_capacity(320);
+    write_canonical(value, &mut text);
+    text
+}
+
+/// [`link`] over a payload already in canonical form.
+pub fn link_canonical(
+    prev_hash: &str,
+    workspace: &str,
+    sequence: u64,
+    event_type: &str,
+    event_version: &str,
+    canonical: &str,
+) -> String {
     let mut hasher = Sha256::new();
     for part in [prev_hash, workspace, &sequence.to_string(), event_type, event_version] {
         hasher.update(part.as_bytes());
@@ -38,6 +56,12 @@ pub fn link(
 /// The metadata stored with an event: its hash and its predecessor's.
 pub fn metadata(prev_hash: &str, hash: &str) -> Value {
     serde_json::json!({ "prev_hash": prev_hash, "hash": hash })
+}
+
+/// [`metadata`] as the JSON text stored.
+pub fn metadata_text(prev_hash: &str, hash: &str) -> String {
+    // Both hashes are lowercase hex: nothing to escape.
+    format!("{{\"hash\":\"{hash}\",\"prev_hash\":\"{prev_hash}\"}}")
 }
 
 /// Appends the canonical form of `value` to `out`.
@@ -98,6 +122,12 @@ mod tests {
         write_canonical(&b, &mut cb);
         assert_eq!(ca, cb);
         assert_eq!(ca, r#"{"a":{"x":null,"y":[1,"x"]},"b":1}"#);
+    }
+
+    #[test]
+    fn metadata_text_is_the_metadata() {
+        let text = metadata_text(GENESIS_HASH, "ab12");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), metadata(GENESIS_HASH, "ab12"));
     }
 
     #[test]

@@ -73,6 +73,9 @@ struct Inner {
     vault: Arc<dyn KeyVault>,
     queues: Mutex<Vec<mpsc::Sender<Job>>>,
     committed: Arc<watch::Sender<Cursor>>,
+    /// Commits the writers could not project themselves: what queries wait
+    /// for the projector to reach.
+    unprojected: Arc<watch::Sender<Cursor>>,
     projected: watch::Receiver<Cursor>,
     stop: watch::Sender<bool>,
     writers: Mutex<Vec<JoinHandle<()>>>,
@@ -87,6 +90,7 @@ impl Engine {
         // projections catch up to today's head before the first query reads.
         let head = store.head().await?;
         let committed = Arc::new(watch::channel(head).0);
+        let unprojected = Arc::new(watch::channel(head).0);
         let services = Arc::new(WorkspaceServices::new(config.catalog.clone(), config.metering, config.vault.clone()));
         let shards = config.shards.max(1);
         let mut queues = Vec::with_capacity(shards);
@@ -96,7 +100,8 @@ impl Engine {
             let writer = ShardWriter::new(
                 store.clone(),
                 services.clone(),
-                committed.clone(),
+                (committed.clone(), unprojected.clone()),
+                config.run_projector,
                 config.metrics.clone(),
                 config.cached_workspaces_max.div_ceil(shards),
             );
@@ -110,8 +115,10 @@ impl Engine {
             let task = ProjectorTask {
                 projector,
                 store: store.clone(),
+                unprojected: unprojected.subscribe(),
                 committed: committed.subscribe(),
                 projected: projected_tx,
+                cursor_saved: Instant::now(),
                 stop: stop_rx,
                 metrics: config.metrics.clone(),
             };
@@ -127,6 +134,7 @@ impl Engine {
                 vault: config.vault,
                 queues: Mutex::new(queues),
                 committed,
+                unprojected,
                 projected,
                 stop,
                 writers: Mutex::new(writers),
@@ -194,7 +202,7 @@ impl Engine {
     /// Waits until the projections show every command this engine has
     /// answered so far.
     pub async fn read_your_writes(&self) -> Result<(), EngineError> {
-        let target = *self.inner.committed.borrow();
+        let target = *self.inner.unprojected.borrow();
         let mut projected = self.inner.projected.clone();
         if *projected.borrow() >= target {
             return Ok(());
@@ -298,7 +306,7 @@ impl Engine {
         }
         let projector = self.inner.projector.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(projector) = projector {
-            let target = *self.inner.committed.borrow();
+            let target = *self.inner.unprojected.borrow();
             let mut projected = self.inner.projected.clone();
             let caught_up = tokio::time::timeout(READ_YOUR_WRITES_WAIT, projected.wait_for(|c| *c >= target))
                 .await
@@ -322,15 +330,23 @@ fn shard_of(workspace: &WorkspaceId, shards: usize) -> usize {
     (hash % shards as u64) as usize
 }
 
-/// The in-process projector: follows the log and tells queries how far the
-/// projections are.
+/// How often the projector saves its cursor when it only passes over events
+/// the writers projected themselves (a restart re-reads at most this much).
+pub const PROJECTOR_CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// The in-process projector: follows the log, applies what the writers did
+/// not project themselves, and tells queries how far the projections are.
 struct ProjectorTask {
     projector: Projector,
     store: Store,
+    /// Commits the writers left for the projector (wakes it).
+    unprojected: watch::Receiver<Cursor>,
+    /// Every commit (for the lag figures).
     committed: watch::Receiver<Cursor>,
     projected: watch::Sender<Cursor>,
     stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    cursor_saved: Instant,
 }
 
 impl ProjectorTask {
@@ -361,6 +377,7 @@ impl ProjectorTask {
                     self.metrics.projection_lag_events.set(0);
                     self.metrics.projection_lag_seconds.set(0.0);
                     if self.idle(cursor).await {
+                        let _ = self.projector.save_cursor(cursor).await;
                         return;
                     }
                 }
@@ -375,32 +392,50 @@ impl ProjectorTask {
         }
     }
 
-    /// Applies the next batch; `None` when there was nothing to apply.
-    async fn step(&self, cursor: Cursor) -> Result<Option<Cursor>, StoreError> {
-        let stored = self.store.events_after(cursor, PROJECT_BATCH_EVENTS_MAX).await?;
-        let Some(last) = stored.last() else { return Ok(None) };
-        let next = last.cursor();
-        let events = stored.iter().map(ProjectedEvent::from_stored).collect::<Result<Vec<_>, _>>()?;
-        let started = Instant::now();
-        let applied = self.projector.apply(&events, Some(next)).await?;
-        self.metrics.projected_events.inc_by(applied.applied);
+    /// Passes over the next page of the log; `None` when there was nothing.
+    /// Only the events' keys are read unless some workspace of the page is
+    /// behind (most pages were projected by the writers already).
+    async fn step(&mut self, cursor: Cursor) -> Result<Option<Cursor>, StoreError> {
+        let keys = self.store.event_keys_after(cursor, PROJECT_BATCH_EVENTS_MAX).await?;
+        let Some(last) = keys.last() else { return Ok(None) };
+        let next = last.cursor;
+        let mut workspaces: Vec<&str> = keys.iter().map(|k| k.workspace_id.as_str()).collect();
+        workspaces.sort_unstable();
+        workspaces.dedup();
+        let offsets = self.projector.offsets_of(&workspaces).await?;
+        let behind = keys.iter().any(|k| k.sequence > offsets.get(&k.workspace_id).copied().unwrap_or(0));
+        if behind {
+            let started = Instant::now();
+            let stored = self.store.events_after(cursor, PROJECT_BATCH_EVENTS_MAX).await?;
+            let events = stored
+                .iter()
+                .filter(|e| e.cursor() <= next)
+                .map(ProjectedEvent::from_stored)
+                .collect::<Result<Vec<_>, _>>()?;
+            let applied = self.projector.apply(&events, Some(next)).await?;
+            self.metrics.projected_events.inc_by(applied.applied);
+            self.cursor_saved = Instant::now();
+            tracing::trace!(events = events.len(), took_us = started.elapsed().as_micros() as u64, "projected");
+        } else if self.cursor_saved.elapsed() >= PROJECTOR_CURSOR_SAVE_EVERY {
+            self.projector.save_cursor(next).await?;
+            self.cursor_saved = Instant::now();
+        }
         let head = *self.committed.borrow();
         self.metrics.projection_lag_events.set(head.position.saturating_sub(next.position).max(0));
         let age = (chrono::Utc::now() - last.recorded_at).num_milliseconds().max(0) as f64 / 1000.0;
         self.metrics.projection_lag_seconds.set(if head > next { age } else { 0.0 });
-        tracing::trace!(events = events.len(), took_us = started.elapsed().as_micros() as u64, "projected");
         Ok(Some(next))
     }
 
-    /// Waits for a commit, the poll interval, or the stop signal (true).
+    /// Waits for work, the poll interval, or the stop signal (true).
     async fn idle(&mut self, cursor: Cursor) -> bool {
-        if *self.committed.borrow() > cursor {
+        if *self.unprojected.borrow() > cursor {
             // Committed but not yet readable: an older transaction of
             // another writer is still open. It ends within milliseconds.
             return self.pause(Duration::from_millis(1)).await;
         }
         tokio::select! {
-            _ = self.committed.changed() => false,
+            _ = self.unprojected.changed() => false,
             _ = tokio::time::sleep(PROJECTOR_POLL) => false,
             _ = self.stop.changed() => true,
         }

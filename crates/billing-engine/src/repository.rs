@@ -154,8 +154,8 @@ impl PersistedEventRepository for BillingEventRepository {
                 sequence,
                 event_type,
                 event_version,
-                payload: event.payload.clone(),
-                metadata,
+                payload: chain::canonical(&event.payload),
+                metadata: metadata.to_string(),
                 idempotency_key: event_idempotency_key(&decoded.change),
             });
             prev = hash;

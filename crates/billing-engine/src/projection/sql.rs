@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Applied, ProjectedEvent};
+use crate::db::Backend;
 use crate::error::StoreError;
 
 /// Every table a projector writes; a rebuild empties them all.
@@ -34,6 +35,36 @@ pub(crate) enum Arg {
     Time(DateTime<Utc>),
     OptTime(Option<DateTime<Utc>>),
     Date(NaiveDate),
+    /// Postgres only: one column of a multi-row statement, as an array.
+    TextArray(Vec<Option<String>>),
+    IntArray(Vec<i64>),
+    TimeArray(Vec<DateTime<Utc>>),
+    DateArray(Vec<NaiveDate>),
+}
+
+impl Arg {
+    /// An empty array of the kind that holds `self`, and its Postgres type.
+    fn column_of(&self) -> (Arg, &'static str) {
+        match self {
+            Arg::Int(_) => (Arg::IntArray(Vec::new()), "bigint[]"),
+            Arg::Time(_) | Arg::OptTime(_) => (Arg::TimeArray(Vec::new()), "timestamptz[]"),
+            Arg::Date(_) => (Arg::DateArray(Vec::new()), "date[]"),
+            _ => (Arg::TextArray(Vec::new()), "text[]"),
+        }
+    }
+
+    /// Appends the scalar `value` to this column.
+    fn push(&mut self, value: Arg) -> Result<(), StoreError> {
+        match (self, value) {
+            (Arg::TextArray(column), Arg::Text(v)) => column.push(Some(v)),
+            (Arg::TextArray(column), Arg::OptText(v)) => column.push(v),
+            (Arg::IntArray(column), Arg::Int(v)) => column.push(v),
+            (Arg::TimeArray(column), Arg::Time(v)) => column.push(v),
+            (Arg::DateArray(column), Arg::Date(v)) => column.push(v),
+            (column, value) => return Err(StoreError::Corrupt(format!("cannot put {value:?} in {column:?}"))),
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -67,25 +98,67 @@ impl Statement {
     }
 }
 
-/// Binds a [`Statement`]'s arguments to `sqlx::query(&statement.sql)` on
-/// any backend.
-#[macro_export]
-macro_rules! bind_args {
-    ($statement:expr) => {{
-        let mut query = sqlx::query(&$statement.sql);
-        for arg in &$statement.args {
-            query = match arg {
-                $crate::projection::sql::Arg::Text(v) => query.bind(v.as_str()),
-                $crate::projection::sql::Arg::OptText(v) => query.bind(v.as_deref()),
-                $crate::projection::sql::Arg::Int(v) => query.bind(*v),
-                $crate::projection::sql::Arg::Bool(v) => query.bind(*v),
-                $crate::projection::sql::Arg::Time(v) => query.bind(*v),
-                $crate::projection::sql::Arg::OptTime(v) => query.bind(*v),
-                $crate::projection::sql::Arg::Date(v) => query.bind(*v),
-            };
+/// Binds an [`Arg`] on one backend.
+pub(crate) trait Binder: sqlx::Database {
+    fn bind_arg<'q>(
+        query: sqlx::query::Query<'q, Self, <Self as sqlx::Database>::Arguments<'q>>,
+        arg: &'q Arg,
+    ) -> sqlx::query::Query<'q, Self, <Self as sqlx::Database>::Arguments<'q>>;
+}
+
+impl Binder for sqlx::Postgres {
+    fn bind_arg<'q>(
+        query: sqlx::query::Query<'q, Self, sqlx::postgres::PgArguments>,
+        arg: &'q Arg,
+    ) -> sqlx::query::Query<'q, Self, sqlx::postgres::PgArguments> {
+        match arg {
+            Arg::Text(v) => query.bind(v.as_str()),
+            Arg::OptText(v) => query.bind(v.as_deref()),
+            Arg::Int(v) => query.bind(*v),
+            Arg::Bool(v) => query.bind(*v),
+            Arg::Time(v) => query.bind(*v),
+            Arg::OptTime(v) => query.bind(*v),
+            Arg::Date(v) => query.bind(*v),
+            Arg::TextArray(v) => query.bind(v.as_slice()),
+            Arg::IntArray(v) => query.bind(v.as_slice()),
+            Arg::TimeArray(v) => query.bind(v.as_slice()),
+            Arg::DateArray(v) => query.bind(v.as_slice()),
         }
-        query
-    }};
+    }
+}
+
+impl Binder for sqlx::Sqlite {
+    fn bind_arg<'q>(
+        query: sqlx::query::Query<'q, Self, sqlx::sqlite::SqliteArguments<'q>>,
+        arg: &'q Arg,
+    ) -> sqlx::query::Query<'q, Self, sqlx::sqlite::SqliteArguments<'q>> {
+        match arg {
+            Arg::Text(v) => query.bind(v.as_str()),
+            Arg::OptText(v) => query.bind(v.as_deref()),
+            Arg::Int(v) => query.bind(*v),
+            Arg::Bool(v) => query.bind(*v),
+            Arg::Time(v) => query.bind(*v),
+            Arg::OptTime(v) => query.bind(*v),
+            Arg::Date(v) => query.bind(*v),
+            // Arrays are planned for Postgres only; SQLite gets multi-row
+            // VALUES. Bound as JSON text so a mistake fails loudly in SQL.
+            Arg::TextArray(_) | Arg::IntArray(_) | Arg::TimeArray(_) | Arg::DateArray(_) => {
+                query.bind(format!("{arg:?}"))
+            }
+        }
+    }
+}
+
+/// The query of `statement`, its arguments bound, on the backend its
+/// executor names.
+pub(crate) fn query<DB: Binder>(
+    statement: &Statement,
+) -> sqlx::query::Query<'_, DB, <DB as sqlx::Database>::Arguments<'_>> {
+    let mut query = sqlx::query(&statement.sql);
+    for arg in &statement.args {
+        query = DB::bind_arg(query, arg);
+    }
+    query
 }
 
 fn int(value: u64) -> Result<Arg, StoreError> {
@@ -93,23 +166,31 @@ fn int(value: u64) -> Result<Arg, StoreError> {
 }
 
 /// The query that reads the offsets of the workspaces of `events`.
-pub(crate) fn offsets_query(events: &[ProjectedEvent]) -> Statement {
+pub(crate) fn offsets_query(events: &[ProjectedEvent], backend: Backend) -> Statement {
     let mut workspaces: Vec<&str> = events.iter().map(|e| e.workspace_id.as_str()).collect();
     workspaces.sort_unstable();
     workspaces.dedup();
-    let mut statement =
-        Statement::new("SELECT workspace_id, last_sequence FROM projection_offsets WHERE workspace_id IN ");
-    statement.push_tuple(workspaces.into_iter().map(|w| Arg::Text(w.to_owned())).collect());
-    statement
+    match backend {
+        Backend::Postgres => Statement::new(
+            "SELECT workspace_id, last_sequence FROM projection_offsets WHERE workspace_id = ANY($1::text[])",
+        )
+        .arg(Arg::TextArray(workspaces.into_iter().map(|w| Some(w.to_owned())).collect())),
+        Backend::Sqlite => {
+            let mut statement =
+                Statement::new("SELECT workspace_id, last_sequence FROM projection_offsets WHERE workspace_id IN ");
+            statement.push_tuple(workspaces.into_iter().map(|w| Arg::Text(w.to_owned())).collect());
+            statement
+        }
+    }
 }
 
 /// Loads the offsets of the workspaces of `events` inside `tx`.
 macro_rules! load_offsets_in {
-    ($tx:expr, $events:expr) => {{
+    ($tx:expr, $events:expr, $backend:expr) => {{
         let mut offsets = std::collections::HashMap::<String, u64>::new();
         if !$events.is_empty() {
-            let statement = $crate::projection::sql::offsets_query($events);
-            for row in $crate::bind_args!(statement).fetch_all(&mut *$tx).await? {
+            let statement = $crate::projection::sql::offsets_query($events, $backend);
+            for row in $crate::projection::sql::query(&statement).fetch_all(&mut *$tx).await? {
                 let workspace: String = sqlx::Row::try_get(&row, 0)?;
                 let sequence: i64 = sqlx::Row::try_get(&row, 1)?;
                 offsets.insert(workspace, u64::try_from(sequence).unwrap_or(0));
@@ -124,7 +205,7 @@ pub(crate) use load_offsets_in as load_offsets;
 macro_rules! execute_in {
     ($tx:expr, $plan:expr) => {{
         for statement in $plan {
-            $crate::bind_args!(statement).execute(&mut *$tx).await?;
+            $crate::projection::sql::query(statement).execute(&mut *$tx).await?;
         }
     }};
 }
@@ -137,10 +218,22 @@ struct WorkspaceDelta {
     last_sequence: u64,
 }
 
+/// What to do with an event whose predecessor was never applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Holes {
+    /// Fail the batch: a projector must never skip history.
+    Refuse,
+    /// Leave that workspace for the projector (the writer projecting its
+    /// own new events while the projector is still catching up).
+    Leave,
+}
+
 /// Plans the statements that apply `events` given the current `offsets`.
 pub(crate) fn plan(
     events: &[ProjectedEvent],
     offsets: &HashMap<String, u64>,
+    backend: Backend,
+    holes: Holes,
 ) -> Result<(Vec<Statement>, Applied), StoreError> {
     let mut applied = Applied::default();
     let mut ordered: Vec<Statement> = Vec::new();
@@ -153,6 +246,10 @@ pub(crate) fn plan(
         let last = delta.last_sequence.max(offsets.get(workspace).copied().unwrap_or(0));
         if e.sequence <= last {
             applied.skipped += 1;
+            continue;
+        }
+        if e.sequence != last + 1 && holes == Holes::Leave {
+            applied.left += 1;
             continue;
         }
         if e.sequence != last + 1 {
@@ -179,10 +276,10 @@ pub(crate) fn plan(
         }
     }
     let mut statements = ordered;
-    statements.extend(credit_statements(&deltas)?);
-    statements.extend(ledger_statements(&ledger)?);
-    statements.extend(usage_statements(&usage)?);
-    statements.extend(offset_statements(&deltas)?);
+    statements.extend(credit_statements(backend, &deltas)?);
+    statements.extend(ledger_statements(backend, &ledger)?);
+    statements.extend(usage_statements(backend, &usage)?);
+    statements.extend(offset_statements(backend, &deltas)?);
     Ok((statements, applied))
 }
 
@@ -257,33 +354,65 @@ fn ordered_statement(workspace: &str, op: RowOp) -> Result<Statement, StoreError
     })
 }
 
-/// Multi-row statements: `head`, then one tuple per row, then `tail`.
+/// Multi-row statements into `table (columns)`, then `tail` (an ON
+/// CONFLICT clause or nothing). Postgres gets one statement whose text never
+/// changes (one array per column through UNNEST, so it is prepared once);
+/// SQLite gets multi-row VALUES (an in-process parse, cheap).
 fn multi_row<T>(
-    head: &str,
+    backend: Backend,
+    table: &str,
+    columns: &str,
     tail: &str,
     rows: &[T],
     tuple: impl Fn(&T) -> Result<Vec<Arg>, StoreError>,
 ) -> Result<Vec<Statement>, StoreError> {
-    let mut statements = Vec::new();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
-        let mut statement = Statement::new(head);
-        for (i, row) in chunk.iter().enumerate() {
-            if i > 0 {
-                statement.sql.push_str(", ");
-            }
-            statement.push_tuple(tuple(row)?);
-        }
-        statement.sql.push_str(tail);
-        statements.push(statement);
+    if rows.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(statements)
+    match backend {
+        Backend::Postgres => {
+            let mut arrays: Vec<(Arg, &'static str)> = Vec::new();
+            for row in rows {
+                for (i, value) in tuple(row)?.into_iter().enumerate() {
+                    if arrays.len() <= i {
+                        arrays.push(value.column_of());
+                    }
+                    arrays[i].0.push(value)?;
+                }
+            }
+            let unnest: Vec<String> = arrays.iter().enumerate().map(|(i, (_, t))| format!("${}::{t}", i + 1)).collect();
+            let mut statement = Statement::new(format!(
+                "INSERT INTO {table} ({columns}) SELECT * FROM UNNEST({}){tail}",
+                unnest.join(", ")
+            ));
+            statement.args = arrays.into_iter().map(|(column, _)| column).collect();
+            Ok(vec![statement])
+        }
+        Backend::Sqlite => {
+            let mut statements = Vec::new();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
+                let mut statement = Statement::new(format!("INSERT INTO {table} ({columns}) VALUES "));
+                for (i, row) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        statement.sql.push_str(", ");
+                    }
+                    statement.push_tuple(tuple(row)?);
+                }
+                statement.sql.push_str(tail);
+                statements.push(statement);
+            }
+            Ok(statements)
+        }
+    }
 }
 
-fn credit_statements(deltas: &BTreeMap<&str, WorkspaceDelta>) -> Result<Vec<Statement>, StoreError> {
+fn credit_statements(backend: Backend, deltas: &BTreeMap<&str, WorkspaceDelta>) -> Result<Vec<Statement>, StoreError> {
     let rows: Vec<(&str, BalanceRow)> = deltas.iter().filter_map(|(w, d)| d.credits.map(|c| (*w, c))).collect();
     // Inserted values are this batch's deltas; a missing row starts at zero.
     multi_row(
-        "INSERT INTO credit_balances (workspace_id, balance, granted, spent) VALUES ",
+        backend,
+        "credit_balances",
+        "workspace_id, balance, granted, spent",
         " ON CONFLICT (workspace_id) DO UPDATE SET balance = excluded.balance, \
          granted = credit_balances.granted + excluded.granted, spent = credit_balances.spent + excluded.spent",
         &rows,
@@ -293,9 +422,11 @@ fn credit_statements(deltas: &BTreeMap<&str, WorkspaceDelta>) -> Result<Vec<Stat
     )
 }
 
-fn ledger_statements(rows: &[(&str, LedgerRow)]) -> Result<Vec<Statement>, StoreError> {
+fn ledger_statements(backend: Backend, rows: &[(&str, LedgerRow)]) -> Result<Vec<Statement>, StoreError> {
     multi_row(
-        "INSERT INTO credit_ledger (workspace_id, seq, at, kind, amount, balance_after, reply_id, grant_id, model) VALUES ",
+        backend,
+        "credit_ledger",
+        "workspace_id, seq, at, kind, amount, balance_after, reply_id, grant_id, model",
         "",
         rows,
         |(w, r)| {
@@ -314,10 +445,15 @@ fn ledger_statements(rows: &[(&str, LedgerRow)]) -> Result<Vec<Statement>, Store
     )
 }
 
-fn usage_statements(usage: &BTreeMap<(&str, UsageKey), UsageRow>) -> Result<Vec<Statement>, StoreError> {
+fn usage_statements(
+    backend: Backend,
+    usage: &BTreeMap<(&str, UsageKey), UsageRow>,
+) -> Result<Vec<Statement>, StoreError> {
     let rows: Vec<(&(&str, UsageKey), &UsageRow)> = usage.iter().collect();
     multi_row(
-        "INSERT INTO usage_daily (workspace_id, day, route, model, replies, credits_charged, list_cost) VALUES ",
+        backend,
+        "usage_daily",
+        "workspace_id, day, route, model, replies, credits_charged, list_cost",
         " ON CONFLICT (workspace_id, day, route, model) DO UPDATE SET replies = usage_daily.replies + excluded.replies, \
          credits_charged = usage_daily.credits_charged + excluded.credits_charged, \
          list_cost = usage_daily.list_cost + excluded.list_cost",
@@ -336,11 +472,13 @@ fn usage_statements(usage: &BTreeMap<(&str, UsageKey), UsageRow>) -> Result<Vec<
     )
 }
 
-fn offset_statements(deltas: &BTreeMap<&str, WorkspaceDelta>) -> Result<Vec<Statement>, StoreError> {
+fn offset_statements(backend: Backend, deltas: &BTreeMap<&str, WorkspaceDelta>) -> Result<Vec<Statement>, StoreError> {
     let rows: Vec<(&str, u64)> =
         deltas.iter().filter(|(_, d)| d.last_sequence > 0).map(|(w, d)| (*w, d.last_sequence)).collect();
     multi_row(
-        "INSERT INTO projection_offsets (workspace_id, last_sequence) VALUES ",
+        backend,
+        "projection_offsets",
+        "workspace_id, last_sequence",
         " ON CONFLICT (workspace_id) DO UPDATE SET last_sequence = excluded.last_sequence",
         &rows,
         |(w, s)| Ok(vec![Arg::Text((*w).to_owned()), int(*s)?]),

@@ -6,9 +6,19 @@ use sqlx::{QueryBuilder, Row};
 
 use super::record::{event_columns, Cursor, StoredEvent};
 use super::{begin_write, Store, AGGREGATE_TYPE, ROWS_PER_STATEMENT_MAX};
-use crate::db::Backend;
+use crate::db::{Backend, Db};
 use crate::error::StoreError;
 use crate::on_pool;
+use crate::projection::ProjectedEvent;
+
+/// Where an event is, without what it says.
+#[derive(Clone, Debug)]
+pub struct EventKey {
+    pub workspace_id: String,
+    pub sequence: u64,
+    pub cursor: Cursor,
+    pub recorded_at: DateTime<Utc>,
+}
 
 /// One event to append.
 #[derive(Clone, Debug)]
@@ -17,8 +27,10 @@ pub struct NewEvent {
     pub sequence: u64,
     pub event_type: &'static str,
     pub event_version: &'static str,
-    pub payload: Value,
-    pub metadata: Value,
+    /// The payload's JSON text, in canonical form (`chain::canonical`).
+    pub payload: String,
+    /// The metadata's JSON text (`chain::metadata_text`).
+    pub metadata: String,
     /// `reply:<id>` / `grant:<id>`: unique per workspace forever.
     pub idempotency_key: Option<String>,
 }
@@ -49,6 +61,9 @@ pub struct AppendBatch {
     /// (workspace, key id) of keys that ended: their secrets are deleted.
     pub secrets_ended: Vec<(String, String)>,
     pub snapshots: Vec<NewSnapshot>,
+    /// The batch's events, decoded, to project in the same transaction
+    /// (empty: leave them all to the projector).
+    pub projection: Vec<ProjectedEvent>,
 }
 
 /// What a committed batch was given.
@@ -57,6 +72,9 @@ pub struct AppendReceipt {
     /// The largest place in the global order the batch wrote.
     pub cursor: Cursor,
     pub recorded_at: DateTime<Utc>,
+    /// True when every event of the batch is already in the projections
+    /// (the projector has nothing of this batch left to do).
+    pub projected: bool,
 }
 
 /// A workspace as the store has it: the latest snapshot, the events after
@@ -72,11 +90,144 @@ pub struct LoadedWorkspace {
     pub rows_read: u64,
 }
 
-fn returning_clause(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Postgres => " RETURNING position, (tx_id::text)::bigint",
-        Backend::Sqlite => " RETURNING position, tx_id",
+/// The key secrets and snapshots of `$batch`, inside `$tx` (the same SQL on
+/// both backends).
+macro_rules! write_secrets_and_snapshots {
+    ($tx:expr, $batch:expr) => {
+        for s in &$batch.secrets_added {
+            sqlx::query(
+                "INSERT INTO key_secrets (workspace_id, key_id, provider, sealed, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&s.workspace)
+            .bind(&s.key_id)
+            .bind(s.provider)
+            .bind(&s.sealed)
+            .bind(s.created_at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        for (workspace, key_id) in &$batch.secrets_ended {
+            sqlx::query("DELETE FROM key_secrets WHERE workspace_id = $1 AND key_id = $2")
+                .bind(workspace)
+                .bind(key_id)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        for s in &$batch.snapshots {
+            sqlx::query(
+                "INSERT INTO workspace_snapshots (workspace_id, last_sequence, payload, taken_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (workspace_id) DO UPDATE SET \
+                 last_sequence = excluded.last_sequence, payload = excluded.payload, taken_at = excluded.taken_at",
+            )
+            .bind(&s.workspace)
+            .bind(as_i64(s.last_sequence)?)
+            .bind(&s.payload)
+            .bind(s.taken_at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
+/// Projects `$batch.projection` inside `$tx`, under a savepoint: a command
+/// never depends on the projections, so if projecting fails (a table gone,
+/// a disk full of dashboards) the events still commit and the projector
+/// does it later. Leaves to the projector any workspace whose projections
+/// are behind. True when nothing was left.
+macro_rules! project_in {
+    ($tx:expr, $batch:expr, $backend:expr) => {{
+        if $batch.projection.is_empty() {
+            $batch.events.is_empty()
+        } else {
+            let mut savepoint = sqlx::Connection::begin(&mut *$tx).await?;
+            let attempt: Result<bool, StoreError> = async {
+                let offsets = $crate::projection::sql::load_offsets!(savepoint, &$batch.projection, $backend);
+                let holes = $crate::projection::sql::Holes::Leave;
+                let (plan, applied) = $crate::projection::sql::plan(&$batch.projection, &offsets, $backend, holes)?;
+                $crate::projection::sql::execute!(savepoint, &plan);
+                Ok(applied.left == 0 && applied.skipped == 0 && applied.applied as usize == $batch.events.len())
+            }
+            .await;
+            match attempt {
+                Ok(all) => {
+                    savepoint.commit().await?;
+                    all
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "projecting in the write transaction failed; the projector will");
+                    savepoint.rollback().await?;
+                    false
+                }
+            }
+        }
+    }};
+}
+
+/// Postgres: the oldest transaction of *this database* that was running
+/// when the statement's snapshot was taken (or the snapshot's xmax when
+/// none). A gap-safe reader reads only below it. Transactions of other
+/// databases on the same server cannot write our log, so they are left out
+/// when `pg_stat_activity` says where they run (if it cannot say, they
+/// count: the reader waits a little longer, it never skips).
+const PG_FRONTIER: &str = "(SELECT COALESCE(min(x), pg_snapshot_xmax(pg_current_snapshot())) \
+     FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
+     WHERE x::xid NOT IN (SELECT backend_xid FROM pg_stat_activity \
+                          WHERE datname IS DISTINCT FROM current_database() AND backend_xid IS NOT NULL))";
+
+/// Postgres: every event of a batch in one statement whose text never
+/// changes (so it is prepared once), one array per column, the JSON sent as
+/// text (validated by `json_in`, cheaper than a round trip through jsonb).
+const PG_APPEND: &str = "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+     payload, metadata, recorded_at, idempotency_key) \
+     SELECT 'Workspace', u.ws, u.seq, u.et, u.ev, u.p::json, u.m::json, $8, u.ik \
+     FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+     AS u(ws, seq, et, ev, p, m, ik) \
+     RETURNING position, (tx_id::text)::bigint";
+
+/// The Postgres append of `chunk`.
+fn append_unnest(
+    chunk: &[NewEvent],
+    recorded_at: DateTime<Utc>,
+) -> Result<sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>, StoreError> {
+    let mut sequences = Vec::with_capacity(chunk.len());
+    for e in chunk {
+        sequences.push(as_i64(e.sequence)?);
     }
+    Ok(sqlx::query(PG_APPEND)
+        .bind(chunk.iter().map(|e| e.workspace.as_str()).collect::<Vec<_>>())
+        .bind(sequences)
+        .bind(chunk.iter().map(|e| e.event_type).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|e| e.event_version).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|e| e.metadata.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|e| e.idempotency_key.as_deref()).collect::<Vec<_>>())
+        .bind(recorded_at))
+}
+
+/// The SQLite append of `chunk`: a multi-row INSERT (preparing it is an
+/// in-process parse, cheap whatever its length).
+fn append_values(chunk: &[NewEvent], recorded_at: DateTime<Utc>) -> Result<QueryBuilder<'_, sqlx::Sqlite>, StoreError> {
+    let mut rows = Vec::with_capacity(chunk.len());
+    for e in chunk {
+        rows.push((e, as_i64(e.sequence)?));
+    }
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, metadata, recorded_at, idempotency_key) ",
+    );
+    qb.push_values(rows, |mut b, (e, sequence)| {
+        b.push_bind(AGGREGATE_TYPE)
+            .push_bind(e.workspace.as_str())
+            .push_bind(sequence)
+            .push_bind(e.event_type)
+            .push_bind(e.event_version)
+            .push_bind(e.payload.as_str())
+            .push_bind(e.metadata.as_str())
+            .push_bind(recorded_at)
+            .push_bind(e.idempotency_key.as_deref());
+    });
+    qb.push(" RETURNING position, tx_id");
+    Ok(qb)
 }
 
 fn as_i64(value: u64) -> Result<i64, StoreError> {
@@ -88,73 +239,35 @@ impl Store {
     /// index refused it (another writer got there first, or an id was
     /// already used); nothing of the batch is stored then.
     pub async fn append(&self, batch: &AppendBatch) -> Result<AppendReceipt, StoreError> {
-        let backend = self.backend();
         let recorded_at = Utc::now();
-        on_pool!(self.db(), writer, |pool| {
-            let mut tx = pool.begin_with(begin_write(backend)).await?;
-            let mut cursor = Cursor::START;
-            for chunk in batch.events.chunks(ROWS_PER_STATEMENT_MAX) {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-                     payload, metadata, recorded_at, idempotency_key) ",
-                );
-                let mut rows = Vec::with_capacity(chunk.len());
-                for e in chunk {
-                    rows.push((e, as_i64(e.sequence)?));
+        let mut cursor = Cursor::START;
+        let projected;
+        match self.db() {
+            Db::Postgres(pg) => {
+                let mut tx = pg.pool.begin().await?;
+                for chunk in batch.events.chunks(ROWS_PER_STATEMENT_MAX) {
+                    for row in append_unnest(chunk, recorded_at)?.fetch_all(&mut *tx).await? {
+                        cursor = cursor.max(Cursor { position: row.try_get(0)?, tx_id: row.try_get(1)? });
+                    }
                 }
-                qb.push_values(rows, |mut b, (e, sequence)| {
-                    b.push_bind(AGGREGATE_TYPE)
-                        .push_bind(e.workspace.as_str())
-                        .push_bind(sequence)
-                        .push_bind(e.event_type)
-                        .push_bind(e.event_version)
-                        .push_bind(&e.payload)
-                        .push_bind(&e.metadata)
-                        .push_bind(recorded_at)
-                        .push_bind(e.idempotency_key.as_deref());
-                });
-                qb.push(returning_clause(backend));
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    let here = Cursor { position: row.try_get(0)?, tx_id: row.try_get(1)? };
-                    cursor = cursor.max(here);
+                write_secrets_and_snapshots!(tx, batch);
+                projected = project_in!(tx, batch, Backend::Postgres);
+                tx.commit().await?;
+            }
+            Db::Sqlite(lite) => {
+                let mut tx = lite.writer.begin_with(begin_write(Backend::Sqlite)).await?;
+                for chunk in batch.events.chunks(ROWS_PER_STATEMENT_MAX) {
+                    let mut qb = append_values(chunk, recorded_at)?;
+                    for row in qb.build().fetch_all(&mut *tx).await? {
+                        cursor = cursor.max(Cursor { position: row.try_get(0)?, tx_id: row.try_get(1)? });
+                    }
                 }
+                write_secrets_and_snapshots!(tx, batch);
+                projected = project_in!(tx, batch, Backend::Sqlite);
+                tx.commit().await?;
             }
-            for s in &batch.secrets_added {
-                sqlx::query(
-                    "INSERT INTO key_secrets (workspace_id, key_id, provider, sealed, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&s.workspace)
-                .bind(&s.key_id)
-                .bind(s.provider)
-                .bind(&s.sealed)
-                .bind(s.created_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for (workspace, key_id) in &batch.secrets_ended {
-                sqlx::query("DELETE FROM key_secrets WHERE workspace_id = $1 AND key_id = $2")
-                    .bind(workspace)
-                    .bind(key_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for s in &batch.snapshots {
-                sqlx::query(
-                    "INSERT INTO workspace_snapshots (workspace_id, last_sequence, payload, taken_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (workspace_id) DO UPDATE SET \
-                     last_sequence = excluded.last_sequence, payload = excluded.payload, taken_at = excluded.taken_at",
-                )
-                .bind(&s.workspace)
-                .bind(as_i64(s.last_sequence)?)
-                .bind(&s.payload)
-                .bind(s.taken_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(AppendReceipt { cursor, recorded_at })
-        })
+        }
+        Ok(AppendReceipt { cursor, recorded_at, projected })
     }
 
     /// The latest snapshot of `workspace` (unless `from_snapshot` is false),
@@ -261,8 +374,7 @@ impl Store {
         let sql = match self.backend() {
             Backend::Postgres => format!(
                 "SELECT {columns} FROM events WHERE aggregate_type = $1 \
-                 AND (tx_id, position) > ((($2::bigint)::text)::xid8, $3) \
-                 AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 AND (tx_id, position) > ((($2::bigint)::text)::xid8, $3) AND tx_id < {PG_FRONTIER} \
                  ORDER BY tx_id, position LIMIT $4"
             ),
             Backend::Sqlite => format!(
@@ -279,6 +391,42 @@ impl Store {
                 .fetch_all(pool)
                 .await?;
             rows.iter().map(StoredEvent::from_row).collect()
+        })
+    }
+
+    /// Like [`Store::events_after`], but only each event's workspace,
+    /// sequence, place and time: what a projector needs to see that the
+    /// writers projected a page already.
+    pub async fn event_keys_after(&self, cursor: Cursor, limit: u32) -> Result<Vec<EventKey>, StoreError> {
+        let sql = match self.backend() {
+            Backend::Postgres => format!(
+                "SELECT aggregate_id, sequence, (tx_id::text)::bigint, position, recorded_at FROM events \
+                 WHERE aggregate_type = $1 AND (tx_id, position) > ((($2::bigint)::text)::xid8, $3) \
+                 AND tx_id < {PG_FRONTIER} ORDER BY tx_id, position LIMIT $4"
+            ),
+            Backend::Sqlite => "SELECT aggregate_id, sequence, tx_id, position, recorded_at FROM events \
+                 WHERE aggregate_type = $1 AND position > $3 ORDER BY position LIMIT $4"
+                .to_owned(),
+        };
+        on_pool!(self.db(), reader, |pool| {
+            let rows = sqlx::query(&sql)
+                .bind(AGGREGATE_TYPE)
+                .bind(cursor.tx_id)
+                .bind(cursor.position)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            let mut keys = Vec::with_capacity(rows.len());
+            for row in rows {
+                let sequence: i64 = row.try_get(1)?;
+                keys.push(EventKey {
+                    workspace_id: row.try_get(0)?,
+                    sequence: u64::try_from(sequence).unwrap_or(0),
+                    cursor: Cursor { tx_id: row.try_get(2)?, position: row.try_get(3)? },
+                    recorded_at: row.try_get(4)?,
+                });
+            }
+            Ok(keys)
         })
     }
 

@@ -15,7 +15,7 @@ mod events;
 mod record;
 mod relay;
 
-pub use events::{AppendBatch, AppendReceipt, LoadedWorkspace, NewEvent, NewSecret, NewSnapshot};
+pub use events::{AppendBatch, AppendReceipt, EventKey, LoadedWorkspace, NewEvent, NewSecret, NewSnapshot};
 pub use record::{decode_payload, upcasters, Cursor, StoredEvent};
 pub use relay::Leadership;
 

@@ -38,6 +38,7 @@ use self::outcome::outcome_of;
 use crate::chain;
 use crate::error::{EngineError, StoreError};
 use crate::metrics::Metrics;
+use crate::projection::ProjectedEvent;
 use crate::store::{AppendBatch, Cursor, NewEvent, NewSecret, NewSnapshot, Store};
 
 /// Most commands one group commit decides. Bounds a transaction's size and
@@ -82,6 +83,8 @@ struct Plan {
     verify: HashSet<WorkspaceId>,
     /// Workspaces loaded from the store during this batch: fresh already.
     loaded: HashSet<WorkspaceId>,
+    /// Project the batch's events in its own transaction.
+    project: bool,
     /// Set when a decided command could not be planned (a bug, logged): the
     /// in-memory state is then ahead of the plan, so the whole batch is
     /// dropped and its workspaces reloaded.
@@ -97,15 +100,21 @@ struct Known {
 }
 
 impl Plan {
-    fn seeded(known: &Known) -> Plan {
-        Plan { replies: known.replies.clone(), grants: known.grants.clone(), ..Plan::default() }
+    fn seeded(known: &Known, project: bool) -> Plan {
+        Plan { replies: known.replies.clone(), grants: known.grants.clone(), project, ..Plan::default() }
     }
 }
 
 pub(crate) struct ShardWriter {
     pub store: Store,
     pub services: Arc<WorkspaceServices>,
+    /// How far this engine has committed (every batch).
     pub committed: Arc<watch::Sender<Cursor>>,
+    /// How far this engine has committed batches that it could not project
+    /// itself: what queries wait for the projector to reach.
+    pub unprojected: Arc<watch::Sender<Cursor>>,
+    /// Project each batch in its own transaction.
+    pub project: bool,
     pub metrics: Arc<Metrics>,
     pub cache_max: usize,
     cache: HashMap<WorkspaceId, Entry>,
@@ -115,11 +124,13 @@ impl ShardWriter {
     pub fn new(
         store: Store,
         services: Arc<WorkspaceServices>,
-        committed: Arc<watch::Sender<Cursor>>,
+        watermarks: (Arc<watch::Sender<Cursor>>, Arc<watch::Sender<Cursor>>),
+        project: bool,
         metrics: Arc<Metrics>,
         cache_max: usize,
     ) -> ShardWriter {
-        ShardWriter { store, services, committed, metrics, cache_max, cache: HashMap::new() }
+        let (committed, unprojected) = watermarks;
+        ShardWriter { store, services, committed, unprojected, project, metrics, cache_max, cache: HashMap::new() }
     }
 
     /// Runs until every sender of `queue` is gone, then returns after the
@@ -159,13 +170,10 @@ impl ShardWriter {
             };
             match outcome {
                 Ok(receipt) => {
-                    self.committed.send_if_modified(|c| {
-                        let newer = receipt.cursor > *c;
-                        if newer {
-                            *c = receipt.cursor;
-                        }
-                        newer
-                    });
+                    raise(&self.committed, receipt.cursor);
+                    if !receipt.projected {
+                        raise(&self.unprojected, receipt.cursor);
+                    }
                     self.metrics.events_committed.inc_by(plan.batch.events.len() as u64);
                     self.trim_cache();
                     return answer(&self.metrics, jobs, results);
@@ -193,7 +201,7 @@ impl ShardWriter {
 
     /// Decides every job against the in-memory state, in order.
     async fn decide_all(&mut self, jobs: &[Job], known: &Known) -> (Plan, Vec<Result<Outcome, EngineError>>) {
-        let mut plan = Plan::seeded(known);
+        let mut plan = Plan::seeded(known, self.project);
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             let result = self.decide(job, &mut plan).await;
@@ -334,6 +342,17 @@ impl ShardWriter {
     }
 }
 
+/// Moves a watermark forward (never back).
+fn raise(watermark: &watch::Sender<Cursor>, to: Cursor) {
+    watermark.send_if_modified(|c| {
+        let newer = to > *c;
+        if newer {
+            *c = to;
+        }
+        newer
+    });
+}
+
 /// The time a command is decided at: now, cut to the microsecond (what both
 /// databases keep), and never before the workspace's previous event, so
 /// that a workspace's history is ordered in time as in sequence.
@@ -463,17 +482,25 @@ fn plan_event(
     let sequence = entry.version + 1;
     let event_type = event.change.event_type();
     let event_version = event_version_of(event_type);
-    let payload = serde_json::to_value(event)?;
-    let hash = chain::link(&entry.last_hash, workspace.as_str(), sequence, event_type, event_version, &payload);
+    let payload = chain::canonical(&serde_json::to_value(event)?);
+    let hash =
+        chain::link_canonical(&entry.last_hash, workspace.as_str(), sequence, event_type, event_version, &payload);
     plan.batch.events.push(NewEvent {
         workspace: workspace.to_string(),
         sequence,
         event_type,
         event_version,
         payload,
-        metadata: chain::metadata(&entry.last_hash, &hash),
+        metadata: chain::metadata_text(&entry.last_hash, &hash),
         idempotency_key: event_idempotency_key(&event.change),
     });
+    if plan.project {
+        plan.batch.projection.push(ProjectedEvent {
+            workspace_id: workspace.to_string(),
+            sequence,
+            event: event.clone(),
+        });
+    }
     entry.version = sequence;
     entry.last_hash = hash;
     entry.last_at = event.at;

@@ -26,8 +26,8 @@ async fn append_history(store: &Store, workspace: &str, events: &[(serde_json::V
             sequence,
             event_type,
             event_version: version,
-            payload: payload.clone(),
-            metadata: chain::metadata(&prev, &hash),
+            payload: chain::canonical(payload),
+            metadata: chain::metadata_text(&prev, &hash),
             idempotency_key: None,
         });
         prev = hash;

@@ -219,8 +219,8 @@ async fn postgres_es_commits_before_it_checks_the_snapshot(backend: Backend) {
                 sequence: *s,
                 event_type: "ByoEnabled",
                 event_version: "1",
-                payload: json!({"at": "2026-01-01T00:00:00Z", "by": "platform", "type": "ByoEnabled"}),
-                metadata: json!({}),
+                payload: json!({"at": "2026-01-01T00:00:00Z", "by": "platform", "type": "ByoEnabled"}).to_string(),
+                metadata: "{}".into(),
                 idempotency_key: None,
             })
             .collect(),
@@ -256,13 +256,13 @@ async fn sequences_are_bound_as_i32(backend: Backend) {
         sequence: big as u64,
         event_type: "WorkspaceCreated",
         event_version: "1",
-        payload: serde_json::to_value(WorkspaceEvent {
+        payload: serde_json::to_string(&WorkspaceEvent {
             at: Utc::now(),
             by: Actor::Platform,
             change: created_change("wide"),
         })
         .unwrap(),
-        metadata: json!({}),
+        metadata: "{}".into(),
         idempotency_key: None,
     });
     store.append(&batch).await.unwrap();

@@ -123,3 +123,29 @@ both_backends!(
     loading_a_long_history_reads_a_snapshot_and_a_short_tail,
     removing_a_key_leaves_no_recoverable_secret
 );
+
+/// The gap-safe reader waits only for transactions of its own database: a
+/// long transaction of another application on the same Postgres server
+/// never stalls the projections (one in this database does, and must).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_transaction_elsewhere_on_the_server_does_not_stall_readers() {
+    billing_testkit::init_logs();
+    let db = TestDb::new(Backend::Postgres).await;
+    let elsewhere = TestDb::new(Backend::Postgres).await;
+    let other = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&elsewhere.url).await.unwrap();
+    let mut open = other.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *open).await.unwrap();
+
+    let store = db.store().await;
+    let mut config = engine_config(&store, Metering::Enabled);
+    config.run_projector = false;
+    let engine = Engine::start(store.clone(), config).await.unwrap();
+    create(&engine, "ws", "alice").await.unwrap();
+    grant(&engine, "ws", "g", 10).await.unwrap();
+    engine.shutdown().await;
+    let projector = billing_engine::projection::Projector::new(store.clone(), "check");
+    let caught_up = tokio::time::timeout(std::time::Duration::from_secs(5), projector.catch_up(&store, |_| {})).await;
+    assert!(caught_up.is_ok(), "a transaction of another database stalled the projector");
+    assert_eq!(projected(&store, "ws").await.balance.balance.get(), 10);
+    open.rollback().await.unwrap();
+}

@@ -120,3 +120,69 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<(Vec<u32>, u64, u64)>>, star
     run.latencies_us.sort_unstable();
     run
 }
+
+/// CPU time spent by this process and by every `postgres` process of the
+/// machine, to tell what a run cost per request whatever else the machine
+/// was doing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuSample {
+    pub own: Duration,
+    pub postgres: Duration,
+}
+
+impl CpuSample {
+    /// Counts the Postgres backends of `database` and the server's shared
+    /// processes (WAL writer, checkpointer, ...), not other databases'.
+    pub fn now(database: &str) -> CpuSample {
+        CpuSample { own: own_cpu(), postgres: postgres_cpu(database) }
+    }
+
+    /// Microseconds of each per `requests`, since `earlier`.
+    pub fn per_request_us(&self, earlier: &CpuSample, requests: u64) -> (f64, f64) {
+        let n = requests.max(1) as f64;
+        let own = self.own.saturating_sub(earlier.own).as_secs_f64() * 1e6 / n;
+        let pg = self.postgres.saturating_sub(earlier.postgres).as_secs_f64() * 1e6 / n;
+        (own, pg)
+    }
+}
+
+fn own_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole struct rusage into the pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return Duration::ZERO;
+    }
+    // SAFETY: getrusage succeeded, so the struct is initialised.
+    let usage = unsafe { usage.assume_init() };
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// User and system time of the `postgres` processes serving `database`,
+/// plus the server's shared ones, from /proc.
+fn postgres_cpu(database: &str) -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = 0.0;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Duration::ZERO };
+    for entry in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some((name, rest)) = stat.split_once(") ") else { continue };
+        if !name.ends_with("(postgres") {
+            continue;
+        }
+        // A backend's title is "postgres: USER DATABASE HOST ..."; shared
+        // processes have no database in theirs.
+        let title = std::fs::read_to_string(entry.path().join("cmdline")).unwrap_or_default();
+        let backend = title.contains("127.0.0.1(") || title.contains("[local]");
+        if backend && !title.contains(database) {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // After "pid (comm) ": state is field 0; utime and stime are 11 and 12.
+        let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        total += (utime + stime) / ticks;
+    }
+    Duration::from_secs_f64(total)
+}

@@ -7,7 +7,7 @@ use sqlx::postgres::PgPoolOptions;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::load::{closed_loop, open_loop, Run};
+use crate::load::{closed_loop, open_loop, CpuSample, Run};
 use crate::report::Report;
 
 /// Concurrent callers of the contention scenarios.
@@ -30,13 +30,23 @@ pub enum Scenario {
     Memory,
     /// `audit replay` of a long history: events/s and peak memory.
     Replay,
+    /// What each design choice buys: the engine on Postgres with one of
+    /// them turned off at a time, beside the engine as shipped.
+    Choices,
 }
 
 impl Scenario {
     /// In the order they run: replay measures its children's peak memory,
     /// so it runs before memory starts a large child of its own.
-    pub const ALL: [Scenario; 6] =
-        [Scenario::Postgres, Scenario::History, Scenario::Sqlite, Scenario::Http, Scenario::Replay, Scenario::Memory];
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Postgres,
+        Scenario::Choices,
+        Scenario::History,
+        Scenario::Sqlite,
+        Scenario::Http,
+        Scenario::Replay,
+        Scenario::Memory,
+    ];
 
     pub fn parse(raw: &str) -> Option<Scenario> {
         Scenario::ALL.into_iter().find(|s| s.name() == raw)
@@ -50,6 +60,7 @@ impl Scenario {
             Scenario::Http => "http",
             Scenario::Memory => "memory",
             Scenario::Replay => "replay",
+            Scenario::Choices => "choices",
         }
     }
 }
@@ -83,6 +94,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             Scenario::Http => http(options, &mut report).await?,
             Scenario::Memory => memory(options, &mut report).await?,
             Scenario::Replay => replay(options, &mut report).await?,
+            Scenario::Choices => choices(options, &mut report).await?,
         }
     }
     Ok(report)
@@ -148,7 +160,12 @@ fn vault() -> Arc<MasterKeyVault> {
 }
 
 async fn engine_on(store: &Store) -> Result<Engine, String> {
-    let config = EngineConfig::new(Arc::new(Catalog::shipped()), Metering::Enabled, vault(), store);
+    engine_with(store, |_| {}).await
+}
+
+async fn engine_with(store: &Store, change: impl FnOnce(&mut EngineConfig)) -> Result<Engine, String> {
+    let mut config = EngineConfig::new(Arc::new(Catalog::shipped()), Metering::Enabled, vault(), store);
+    change(&mut config);
     Engine::start(store.clone(), config).await.map_err(|e| e.to_string())
 }
 
@@ -299,7 +316,16 @@ async fn postgres(options: &Options, report: &mut Report) -> Result<(), String> 
         let store = db.store().await?;
         let engine = engine_on(&store).await?;
         prepare(&engine, 0, WORKSPACES).await?;
+        let database = db.name.clone().unwrap_or_default();
+        let cpu_before = CpuSample::now(&database);
         let run = engine_replies(&engine, 0, WORKSPACES, options.count(300_000), "engine, 1,000 workspaces").await;
+        let (own_us, pg_us) = CpuSample::now(&database).per_request_us(&cpu_before, run.requests);
+        report.row(
+            "  CPU per reply: engine process + Postgres (2 cores = 2,000,000 us/s)",
+            format!("{own_us:.1} us + {pg_us:.1} us = {:.1} us", own_us + pg_us),
+            "<= 66 us for 30,000/s",
+            None,
+        );
         check(report, &store, &engine, run.ok, "engine 1,000 workspaces").await;
         let hot = {
             prepare(&engine, 1_000_000, 1).await?;
@@ -343,6 +369,52 @@ async fn postgres(options: &Options, report: &mut Report) -> Result<(), String> 
     report.row("  engine / cqrs-es", format!("{ratio:.1}x"), ">= 20x", Some(ratio >= 20.0));
     report.row("  raw multi-row INSERT of the same rows, no logic", format!("{raw:.0} rows/s"), "ceiling", None);
     report.row("  engine / raw ceiling", format!("{:.2}", engine_run.rate() / raw.max(1e-9)), "", None);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Choices: the engine with one design choice turned off at a time
+
+/// One engine configuration of [`choices`].
+struct Choice {
+    name: &'static str,
+    change: fn(&mut EngineConfig),
+}
+
+const CHOICES: [Choice; 4] = [
+    Choice { name: "as shipped (4 shards, group commit, aggregates in memory)", change: |_| {} },
+    Choice { name: "without group commit (one command per transaction)", change: |c| c.batch_commands_max = 1 },
+    Choice { name: "one shard writer instead of 4", change: |c| c.shards = 1 },
+    Choice {
+        name: "without aggregates in memory (snapshot + tail read per batch)",
+        change: |c| c.cached_workspaces_max = 0,
+    },
+];
+
+/// The same workload as the Postgres scenario (64 callers over 1,000
+/// workspaces), each configuration in a database of its own, the ratio
+/// against the engine as shipped measured in the same run.
+async fn choices(options: &Options, report: &mut Report) -> Result<(), String> {
+    let mut shipped = None;
+    for choice in &CHOICES {
+        let db = BenchDb::postgres(&options.postgres_admin_url).await?;
+        let store = db.store().await?;
+        let engine = engine_with(&store, choice.change).await?;
+        prepare(&engine, 0, WORKSPACES).await?;
+        let total = if shipped.is_none() { options.count(100_000) } else { options.count(30_000) };
+        let run = engine_replies(&engine, 0, WORKSPACES, total, choice.name).await;
+        check(report, &store, &engine, run.ok, choice.name).await;
+        let base: f64 = *shipped.get_or_insert(run.rate());
+        report.row(
+            format!("choice: {}", choice.name),
+            format!("{} = {:.2}x as shipped", rate(&run), run.rate() / base.max(1e-9)),
+            "",
+            None,
+        );
+        engine.shutdown().await;
+        store.db().close().await;
+        db.drop_now().await;
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 use billing_domain::{
     Action, Catalog, Channel, DomainError, KeyId, KeyVault, Metering, UserId, WorkspaceId, WorkspaceServices,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -14,17 +15,20 @@ use tokio::task::JoinHandle;
 
 use crate::error::{EngineError, StoreError};
 use crate::metrics::Metrics;
+use crate::projection::feed::{Fed, Feed};
 use crate::projection::{ProjectedEvent, Projector, IN_PROCESS_PROJECTOR, PROJECT_BATCH_EVENTS_MAX};
 use crate::queries::{BillingModeView, CreditsView, KeysView, LedgerPage, UsageView, EVENTS_PAGE_MAX};
 use crate::store::{Cursor, Store, StoredEvent};
-use crate::writer::{Job, Outcome, ShardWriter, CACHED_WORKSPACES_MAX, QUEUE_COMMANDS_MAX};
+use crate::writer::{Job, Outcome, ShardWriter, BATCH_COMMANDS_MAX, CACHED_WORKSPACES_MAX, QUEUE_COMMANDS_MAX};
 
 /// How long a query waits for the projections to show the commands this
 /// engine has answered before it answers 503.
 pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
 
-/// How often the projector looks for events other processes committed.
-pub const PROJECTOR_POLL: Duration = Duration::from_millis(250);
+/// How long a query waits for the projections while the projector's last
+/// attempt failed (the database is likely down): a dashboard gets its 503
+/// at once instead of after [`READ_YOUR_WRITES_WAIT`].
+pub const READ_YOUR_WRITES_WAIT_FAILING: Duration = Duration::from_millis(250);
 
 /// The longest pause between projector retries while the database is down.
 pub const PROJECTOR_BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -37,6 +41,10 @@ pub struct EngineConfig {
     /// Postgres commits several groups at once.
     pub shards: usize,
     pub cached_workspaces_max: usize,
+    /// Most commands one group commit holds ([`crate::writer::BATCH_COMMANDS_MAX`];
+    /// 1 turns group commit off, which only the benchmark's "with and
+    /// without" rows do).
+    pub batch_commands_max: usize,
     /// Run the in-process projector. Off only in tests that simulate a
     /// crash between commit and projection.
     pub run_projector: bool,
@@ -55,6 +63,7 @@ impl EngineConfig {
                 crate::db::Backend::Postgres => 4,
             },
             cached_workspaces_max: CACHED_WORKSPACES_MAX,
+            batch_commands_max: BATCH_COMMANDS_MAX,
             run_projector: true,
             metrics: Arc::new(Metrics::unregistered()),
         }
@@ -73,10 +82,14 @@ struct Inner {
     vault: Arc<dyn KeyVault>,
     queues: Mutex<Vec<mpsc::Sender<Job>>>,
     committed: Arc<watch::Sender<Cursor>>,
-    /// Commits the writers could not project themselves: what queries wait
-    /// for the projector to reach.
-    unprojected: Arc<watch::Sender<Cursor>>,
-    projected: watch::Receiver<Cursor>,
+    /// Committed batches on their way to the in-process projector.
+    feed: Arc<Feed>,
+    /// How many committed batches the projections show.
+    projected: watch::Receiver<u64>,
+    /// Tells the projector a query waits.
+    flush_requested: Arc<tokio::sync::Notify>,
+    /// The projector's last attempt to apply or read failed.
+    projector_failing: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     writers: Mutex<Vec<JoinHandle<()>>>,
     projector: Mutex<Option<JoinHandle<()>>>,
@@ -90,7 +103,8 @@ impl Engine {
         // projections catch up to today's head before the first query reads.
         let head = store.head().await?;
         let committed = Arc::new(watch::channel(head).0);
-        let unprojected = Arc::new(watch::channel(head).0);
+        let (feed, feed_rx) = Feed::new(config.run_projector);
+        let feed = Arc::new(feed);
         let services = Arc::new(WorkspaceServices::new(config.catalog.clone(), config.metering, config.vault.clone()));
         let shards = config.shards.max(1);
         let mut queues = Vec::with_capacity(shards);
@@ -100,32 +114,34 @@ impl Engine {
             let writer = ShardWriter::new(
                 store.clone(),
                 services.clone(),
-                (committed.clone(), unprojected.clone()),
-                config.run_projector,
+                committed.clone(),
+                feed.clone(),
                 config.metrics.clone(),
                 config.cached_workspaces_max.div_ceil(shards),
+                config.batch_commands_max.clamp(1, BATCH_COMMANDS_MAX),
             );
             writers.push(tokio::spawn(writer.run(rx)));
             queues.push(tx);
         }
-        let (projected_tx, projected) = watch::channel(Cursor::START);
+        let (projected_tx, projected) = watch::channel(0);
+        let flush_requested = Arc::new(tokio::sync::Notify::new());
         let (stop, stop_rx) = watch::channel(false);
-        let projector = if config.run_projector {
-            let projector = Projector::new(store.clone(), IN_PROCESS_PROJECTOR);
+        let projector_failing = Arc::new(AtomicBool::new(false));
+        let projector = feed_rx.map(|feed_rx| {
             let task = ProjectorTask {
-                projector,
+                projector: Projector::new(store.clone(), IN_PROCESS_PROJECTOR),
                 store: store.clone(),
-                unprojected: unprojected.subscribe(),
-                committed: committed.subscribe(),
+                feed_rx,
+                feed: feed.clone(),
+                flush_requested: flush_requested.clone(),
                 projected: projected_tx,
-                cursor_saved: Instant::now(),
+                cursor: Cursor::START,
                 stop: stop_rx,
+                failing: projector_failing.clone(),
                 metrics: config.metrics.clone(),
             };
-            Some(tokio::spawn(task.run()))
-        } else {
-            None
-        };
+            tokio::spawn(task.run())
+        });
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
@@ -134,7 +150,9 @@ impl Engine {
                 vault: config.vault,
                 queues: Mutex::new(queues),
                 committed,
-                unprojected,
+                feed,
+                flush_requested,
+                projector_failing,
                 projected,
                 stop,
                 writers: Mutex::new(writers),
@@ -202,14 +220,18 @@ impl Engine {
     /// Waits until the projections show every command this engine has
     /// answered so far.
     pub async fn read_your_writes(&self) -> Result<(), EngineError> {
-        let target = *self.inner.unprojected.borrow();
+        let target = self.inner.feed.committed_count();
         let mut projected = self.inner.projected.clone();
         if *projected.borrow() >= target {
             return Ok(());
         }
-        let caught_up = tokio::time::timeout(READ_YOUR_WRITES_WAIT, projected.wait_for(|c| *c >= target))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        self.inner.flush_requested.notify_one();
+        let wait = if self.inner.projector_failing.load(Ordering::Relaxed) {
+            READ_YOUR_WRITES_WAIT_FAILING
+        } else {
+            READ_YOUR_WRITES_WAIT
+        };
+        let caught_up = tokio::time::timeout(wait, projected.wait_for(|c| *c >= target)).await.is_ok_and(|r| r.is_ok());
         if caught_up {
             Ok(())
         } else {
@@ -306,8 +328,9 @@ impl Engine {
         }
         let projector = self.inner.projector.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(projector) = projector {
-            let target = *self.inner.unprojected.borrow();
+            let target = self.inner.feed.committed_count();
             let mut projected = self.inner.projected.clone();
+            self.inner.flush_requested.notify_one();
             let caught_up = tokio::time::timeout(READ_YOUR_WRITES_WAIT, projected.wait_for(|c| *c >= target))
                 .await
                 .is_ok_and(|r| r.is_ok());
@@ -320,6 +343,11 @@ impl Engine {
     }
 }
 
+/// Resolves once the engine is stopping (at once if it already is).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
 /// The shard that owns `workspace` (FNV-1a of its id).
 fn shard_of(workspace: &WorkspaceId, shards: usize) -> usize {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -330,61 +358,165 @@ fn shard_of(workspace: &WorkspaceId, shards: usize) -> usize {
     (hash % shards as u64) as usize
 }
 
-/// How often the projector saves its cursor when it only passes over events
-/// the writers projected themselves (a restart re-reads at most this much).
-pub const PROJECTOR_CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How often the projector reads the log itself, for whatever the
+/// hand-off did not bring: events committed by other processes (or by one
+/// that crashed before projecting), and anything left out.
+pub const PROJECTOR_SCAN_EVERY: Duration = Duration::from_secs(2);
 
-/// The in-process projector: follows the log, applies what the writers did
-/// not project themselves, and tells queries how far the projections are.
+/// Events one projector transaction takes from the hand-off at most.
+pub const PROJECTOR_FEED_EVENTS_MAX: usize = 20_000;
+
+/// How long handed-over events wait to be projected together when no query
+/// asks for them sooner. The longer, the more of a workspace's events one
+/// balance, usage and offset update covers; a query never waits for it (it
+/// asks the projector to apply at once).
+pub const PROJECTOR_WINDOW: Duration = Duration::from_millis(200);
+
+/// Handed-over events not yet applied.
+#[derive(Default)]
+struct Pending {
+    /// The number of the newest batch among them.
+    number: u64,
+    /// When the oldest of them was committed.
+    oldest: Option<Instant>,
+    events: Vec<ProjectedEvent>,
+}
+
+impl Pending {
+    fn push(&mut self, fed: Fed) {
+        self.number = fed.number;
+        self.oldest.get_or_insert(fed.committed_at);
+        self.events.extend(fed.events);
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until_or_forever(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The in-process projector: applies what the writers hand over, batching
+/// whatever has piled up, and follows the log itself as the safety net.
 struct ProjectorTask {
     projector: Projector,
     store: Store,
-    /// Commits the writers left for the projector (wakes it).
-    unprojected: watch::Receiver<Cursor>,
-    /// Every commit (for the lag figures).
-    committed: watch::Receiver<Cursor>,
-    projected: watch::Sender<Cursor>,
+    feed_rx: mpsc::Receiver<Fed>,
+    feed: Arc<Feed>,
+    /// A query is waiting: apply what is pending now.
+    flush_requested: Arc<tokio::sync::Notify>,
+    /// How many committed batches the projections show.
+    projected: watch::Sender<u64>,
+    /// How far the log itself has been followed.
+    cursor: Cursor,
     stop: watch::Receiver<bool>,
+    /// Shared with [`Inner::projector_failing`].
+    failing: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-    cursor_saved: Instant,
 }
 
 impl ProjectorTask {
     async fn run(mut self) {
-        let mut backoff = Duration::from_millis(50);
-        let mut cursor = loop {
-            match self.projector.cursor().await {
-                Ok(cursor) => break cursor,
-                Err(err) => {
-                    tracing::warn!(error = %err, "projector cannot read its cursor; retrying");
-                    if self.pause(backoff).await {
-                        return;
+        // Start-up: everything committed before this process started
+        // (batch number 1 of the hand-off) comes from the log.
+        self.cursor = match self.retrying(|task| Box::pin(task.projector.cursor())).await {
+            Some(cursor) => cursor,
+            None => return,
+        };
+        if !self.scan_until_stopped().await {
+            return;
+        }
+        self.projected.send_replace(1);
+        let mut scan = tokio::time::interval(PROJECTOR_SCAN_EVERY);
+        scan.tick().await;
+        let mut pending = Pending::default();
+        loop {
+            let deadline = pending.oldest.map(|t| t + PROJECTOR_WINDOW);
+            tokio::select! {
+                fed = self.feed_rx.recv() => match fed {
+                    Some(fed) => {
+                        pending.push(fed);
+                        if pending.events.len() >= PROJECTOR_FEED_EVENTS_MAX {
+                            self.flush(&mut pending).await;
+                        }
                     }
-                    backoff = (backoff * 2).min(PROJECTOR_BACKOFF_MAX);
+                    None => return,
+                },
+                _ = self.flush_requested.notified(), if !pending.events.is_empty() => self.flush(&mut pending).await,
+                _ = sleep_until_or_forever(deadline) => self.flush(&mut pending).await,
+                _ = scan.tick() => {
+                    let _ = self.scan().await;
                 }
+                _ = stopping(&mut self.stop) => {
+                    while let Ok(fed) = self.feed_rx.try_recv() {
+                        pending.push(fed);
+                    }
+                    self.flush(&mut pending).await;
+                    let _ = self.scan().await;
+                    return;
+                }
+            }
+            if self.feed.take_overflow() {
+                let covered = self.feed.committed_count();
+                if self.scan().await.is_ok() {
+                    self.projected.send_if_modified(|p| std::mem::replace(p, (*p).max(covered)) < covered);
+                }
+            }
+        }
+    }
+
+    /// Applies every pending handed-over event in one transaction; anything
+    /// left out (or a failure) is taken from the log instead.
+    async fn flush(&mut self, pending: &mut Pending) {
+        if pending.events.is_empty() {
+            return;
+        }
+        let Pending { number, oldest, events } = std::mem::take(pending);
+        self.feed.taken(events.len() as u64);
+        if let Some(oldest) = oldest {
+            self.metrics.projection_lag_seconds.set(oldest.elapsed().as_secs_f64());
+        }
+        let started = Instant::now();
+        let complete = match self.projector.apply_leaving_holes(&events).await {
+            Ok(applied) => {
+                self.metrics.projected_events.inc_by(applied.applied);
+                tracing::trace!(
+                    events = events.len(),
+                    applied = applied.applied,
+                    left = applied.left,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "projected handed-over events"
+                );
+                applied.left == 0
+            }
+            Err(err) => {
+                self.failing.store(true, Ordering::Relaxed);
+                tracing::warn!(error = %err, "projecting handed-over events failed; reading the log instead");
+                false
             }
         };
-        self.projected.send_replace(cursor);
+        if complete || self.scan_until_stopped().await {
+            self.projected.send_if_modified(|p| std::mem::replace(p, (*p).max(number)) < number);
+        }
+        self.observe_lag();
+    }
+
+    /// [`ProjectorTask::scan`] until it succeeds; false when stopped first.
+    async fn scan_until_stopped(&mut self) -> bool {
+        let mut backoff = Duration::from_millis(50);
         loop {
-            match self.step(cursor).await {
-                Ok(Some(next)) => {
-                    cursor = next;
-                    backoff = Duration::from_millis(50);
-                    self.projected.send_replace(cursor);
-                    continue;
-                }
-                Ok(None) => {
-                    self.metrics.projection_lag_events.set(0);
-                    self.metrics.projection_lag_seconds.set(0.0);
-                    if self.idle(cursor).await {
-                        let _ = self.projector.save_cursor(cursor).await;
-                        return;
-                    }
+            match self.scan().await {
+                Ok(()) => {
+                    self.failing.store(false, Ordering::Relaxed);
+                    return true;
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "projector failed a batch; retrying");
+                    self.failing.store(true, Ordering::Relaxed);
+                    tracing::warn!(error = %err, "projector cannot follow the log; retrying");
                     if self.pause(backoff).await {
-                        return;
+                        return false;
                     }
                     backoff = (backoff * 2).min(PROJECTOR_BACKOFF_MAX);
                 }
@@ -392,59 +524,85 @@ impl ProjectorTask {
         }
     }
 
-    /// Passes over the next page of the log; `None` when there was nothing.
-    /// Only the events' keys are read unless some workspace of the page is
-    /// behind (most pages were projected by the writers already).
-    async fn step(&mut self, cursor: Cursor) -> Result<Option<Cursor>, StoreError> {
-        let keys = self.store.event_keys_after(cursor, PROJECT_BATCH_EVENTS_MAX).await?;
-        let Some(last) = keys.last() else { return Ok(None) };
-        let next = last.cursor;
-        let mut workspaces: Vec<&str> = keys.iter().map(|k| k.workspace_id.as_str()).collect();
-        workspaces.sort_unstable();
-        workspaces.dedup();
-        let offsets = self.projector.offsets_of(&workspaces).await?;
-        let behind = keys.iter().any(|k| k.sequence > offsets.get(&k.workspace_id).copied().unwrap_or(0));
-        if behind {
-            let started = Instant::now();
-            let stored = self.store.events_after(cursor, PROJECT_BATCH_EVENTS_MAX).await?;
-            let events = stored
-                .iter()
-                .filter(|e| e.cursor() <= next)
-                .map(ProjectedEvent::from_stored)
-                .collect::<Result<Vec<_>, _>>()?;
-            let applied = self.projector.apply(&events, Some(next)).await?;
-            self.metrics.projected_events.inc_by(applied.applied);
-            self.cursor_saved = Instant::now();
-            tracing::trace!(events = events.len(), took_us = started.elapsed().as_micros() as u64, "projected");
-        } else if self.cursor_saved.elapsed() >= PROJECTOR_CURSOR_SAVE_EVERY {
-            self.projector.save_cursor(next).await?;
-            self.cursor_saved = Instant::now();
+    /// Follows the log from the cursor to the head it finds, applying what
+    /// no projector has applied yet. Reads only the events' keys unless a
+    /// page has something to apply.
+    async fn scan(&mut self) -> Result<(), StoreError> {
+        let target = self.store.head().await?;
+        let started = Instant::now();
+        while self.cursor < target {
+            let keys = self.store.event_keys_after(self.cursor, PROJECT_BATCH_EVENTS_MAX).await?;
+            let Some(last) = keys.last() else {
+                // Behind a transaction of this database still open.
+                if started.elapsed() > READ_YOUR_WRITES_WAIT {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            };
+            let next = last.cursor;
+            let mut workspaces: Vec<&str> = keys.iter().map(|k| k.workspace_id.as_str()).collect();
+            workspaces.sort_unstable();
+            workspaces.dedup();
+            let offsets = self.projector.offsets_of(&workspaces).await?;
+            let behind = keys.iter().any(|k| k.sequence > offsets.get(&k.workspace_id).copied().unwrap_or(0));
+            if behind {
+                let stored = self.store.events_after(self.cursor, PROJECT_BATCH_EVENTS_MAX).await?;
+                let events = stored
+                    .iter()
+                    .filter(|e| e.cursor() <= next)
+                    .map(ProjectedEvent::from_stored)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let applied = self.projector.apply(&events, None).await?;
+                self.metrics.projected_events.inc_by(applied.applied);
+                tracing::trace!(events = events.len(), applied = applied.applied, "projected events read from the log");
+            }
+            self.cursor = next;
         }
-        let head = *self.committed.borrow();
-        self.metrics.projection_lag_events.set(head.position.saturating_sub(next.position).max(0));
-        let age = (chrono::Utc::now() - last.recorded_at).num_milliseconds().max(0) as f64 / 1000.0;
-        self.metrics.projection_lag_seconds.set(if head > next { age } else { 0.0 });
-        Ok(Some(next))
+        self.projector.save_cursor(self.cursor).await?;
+        self.observe_lag();
+        Ok(())
     }
 
-    /// Waits for work, the poll interval, or the stop signal (true).
-    async fn idle(&mut self, cursor: Cursor) -> bool {
-        if *self.unprojected.borrow() > cursor {
-            // Committed but not yet readable: an older transaction of
-            // another writer is still open. It ends within milliseconds.
-            return self.pause(Duration::from_millis(1)).await;
-        }
-        tokio::select! {
-            _ = self.unprojected.changed() => false,
-            _ = tokio::time::sleep(PROJECTOR_POLL) => false,
-            _ = self.stop.changed() => true,
+    fn observe_lag(&self) {
+        let queued = self.feed.queued_events();
+        self.metrics.projection_lag_events.set(i64::try_from(queued).unwrap_or(i64::MAX));
+        if queued == 0 {
+            self.metrics.projection_lag_seconds.set(0.0);
         }
     }
 
+    /// Runs `op` until it succeeds (`None` when stopped first).
+    async fn retrying<T>(
+        &mut self,
+        op: impl for<'a> Fn(
+            &'a ProjectorTask,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>,
+    ) -> Option<T> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match op(self).await {
+                Ok(value) => return Some(value),
+                Err(err) => {
+                    self.failing.store(true, Ordering::Relaxed);
+                    tracing::warn!(error = %err, "projector cannot start; retrying");
+                    if self.pause(backoff).await {
+                        return None;
+                    }
+                    backoff = (backoff * 2).min(PROJECTOR_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Sleeps `wait`; true (at once) when the engine is stopping. (Looks
+    /// at the value, not for a change: the main loop may have seen the
+    /// change already, and a retry loop after it must not wait forever.)
     async fn pause(&mut self, wait: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(wait) => false,
-            _ = self.stop.changed() => true,
+            _ = stopping(&mut self.stop) => true,
         }
     }
 }

@@ -1,15 +1,20 @@
 //! The relay: every committed event, published to JetStream, at least once
 //! and in the log's order, whatever crashes between commit and publish.
 //!
-//! It reads the log from its cursor (kept in the event store's database) in
-//! the gap-safe global order, publishes up to [`RELAY_WINDOW_MAX`] messages
-//! without waiting, then awaits their acknowledgements in order and moves
-//! the cursor past the longest acknowledged prefix. Anything after a failed
-//! publish is published again from there; JetStream drops the repeats by
-//! message id. On start it also reads the stream's last message, whose
-//! `Billing-Position` header says how far a previous relay really got, so a
-//! relay that was down longer than the duplicate window still publishes
-//! nothing twice.
+//! It reads the log in the gap-safe global order, publishes up to
+//! [`RELAY_WINDOW_MAX`] messages without waiting, then awaits their
+//! acknowledgements in order. Every message says which stream sequence must
+//! precede it (`Nats-Expected-Last-Sequence`), so JetStream accepts a
+//! window only as a gapless prefix: if one message is lost (a connection
+//! cut, a server killed), every later one of the window is refused, and the
+//! relay publishes again from the first refused. The stream is therefore
+//! always a prefix of the log, in the log's order, and the relay resumes
+//! exactly after the stream's last message (its `Billing-Position` header):
+//! nothing is published twice, nothing is skipped, even when NATS lost
+//! messages it had acknowledged or the relay was down for longer than the
+//! duplicate window. The cursor kept in the database (`relay_cursors`) is
+//! what a relay resumes from when the stream is new or its last message
+//! carries no position.
 //!
 //! NATS being down or slow never touches a command: the relay is its own
 //! task, retries with back-off, and catches up. On Postgres one relay per
@@ -125,8 +130,12 @@ impl Relay {
             }
         };
         let stream = self.config.ensure_stream(js).await?;
-        let mut cursor = self.store.relay_cursor(&name).await?.max(last_published(&stream).await?);
-        tracing::info!(relay = %name, ?cursor, "relay publishing");
+        let (published, mut stream_sequence) = last_published(&stream).await?;
+        let mut cursor = match published {
+            Some(position) => position,
+            None => self.store.relay_cursor(&name).await?,
+        };
+        tracing::info!(relay = %name, ?cursor, stream_sequence, "relay publishing");
         loop {
             if *self.stop.borrow() {
                 return Ok(());
@@ -143,7 +152,7 @@ impl Relay {
                 }
                 continue;
             }
-            let (confirmed, failure) = self.publish_window(js, &events).await;
+            let (confirmed, failure) = self.publish_window(js, &events, &mut stream_sequence).await;
             if confirmed > 0 {
                 cursor = events[confirmed - 1].cursor();
                 self.store.save_relay_cursor(&name, cursor).await?;
@@ -156,19 +165,28 @@ impl Relay {
         }
     }
 
-    /// Publishes `events` and returns how many of them, from the first, are
+    /// Publishes `events`, each expecting the stream sequence the previous
+    /// one will get, and returns how many of them, from the first, are
     /// acknowledged, and the failure that stopped the rest.
-    async fn publish_window(&self, js: &jetstream::Context, events: &[StoredEvent]) -> (usize, Option<NatsError>) {
+    /// `stream_sequence` follows the acknowledgements.
+    async fn publish_window(
+        &self,
+        js: &jetstream::Context,
+        events: &[StoredEvent],
+        stream_sequence: &mut u64,
+    ) -> (usize, Option<NatsError>) {
         let mut acks = Vec::with_capacity(events.len());
         let mut failure = None;
-        for event in events {
-            let message = match outgoing(&self.config, event) {
+        for (i, event) in events.iter().enumerate() {
+            let mut message = match outgoing(&self.config, event) {
                 Ok(message) => message,
                 Err(err) => {
                     failure = Some(NatsError::nats(err));
                     break;
                 }
             };
+            let expected = (*stream_sequence + i as u64).to_string();
+            message.headers.insert("Nats-Expected-Last-Sequence", expected.as_str());
             match js.publish_with_headers(message.subject, message.headers, message.body).await {
                 Ok(ack) => acks.push(ack),
                 Err(err) => {
@@ -180,7 +198,10 @@ impl Relay {
         let mut confirmed = 0;
         for ack in acks {
             match ack.await {
-                Ok(_) => confirmed += 1,
+                Ok(ack) => {
+                    *stream_sequence = ack.sequence;
+                    confirmed += 1;
+                }
                 Err(err) => {
                     failure = Some(NatsError::nats(err));
                     break;
@@ -232,17 +253,26 @@ impl Relay {
     }
 }
 
-/// The log position of the stream's newest message (what some relay
-/// already published), or the start.
-async fn last_published(stream: &jetstream::stream::Stream) -> Result<Cursor, NatsError> {
+/// Stream messages a starting relay looks back over for the newest one it
+/// can read (the newest may have been deleted or lost).
+pub const LOOK_BACK_MESSAGES_MAX: u64 = 10_000;
+
+/// The log position of the newest readable message of the stream (`None`
+/// when there is none within [`LOOK_BACK_MESSAGES_MAX`]), and the stream's
+/// last sequence (what the next message must expect).
+async fn last_published(stream: &jetstream::stream::Stream) -> Result<(Option<Cursor>, u64), NatsError> {
     let mut stream = stream.clone();
-    let last = stream.info().await.map_err(NatsError::nats)?.state.last_sequence;
-    if last == 0 {
-        return Ok(Cursor::START);
+    let info = stream.info().await.map_err(NatsError::nats)?;
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    let oldest = first.max(last.saturating_sub(LOOK_BACK_MESSAGES_MAX)).max(1);
+    let mut sequence = last;
+    while sequence >= oldest && sequence > 0 {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            if let Some(cursor) = position(Some(&message.headers)) {
+                return Ok((Some(cursor), last));
+            }
+        }
+        sequence -= 1;
     }
-    match stream.get_raw_message(last).await {
-        Ok(message) => Ok(position(Some(&message.headers)).unwrap_or(Cursor::START)),
-        // Deleted or purged: nothing to learn from it.
-        Err(_) => Ok(Cursor::START),
-    }
+    Ok((None, last))
 }

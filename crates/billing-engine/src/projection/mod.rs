@@ -13,6 +13,7 @@
 //! order ([`Projector::catch_up`]); the NATS projector (`project`) feeds the
 //! same [`Projector::apply`] from JetStream.
 
+pub mod feed;
 pub mod read;
 pub(crate) mod sql;
 
@@ -149,6 +150,23 @@ impl Projector {
     /// An event that would leave a hole (its predecessor was never applied)
     /// fails the whole batch: the projection must never skip history.
     pub async fn apply(&self, events: &[ProjectedEvent], cursor: Option<Cursor>) -> Result<Applied, StoreError> {
+        self.apply_with(events, cursor, sql::Holes::Refuse).await
+    }
+
+    /// Like [`Projector::apply`], but an event whose predecessor is not yet
+    /// applied is left out (counted in `left`) instead of failing the
+    /// batch: for events handed over in memory, which may arrive before an
+    /// older event of their workspace was read from the log.
+    pub async fn apply_leaving_holes(&self, events: &[ProjectedEvent]) -> Result<Applied, StoreError> {
+        self.apply_with(events, None, sql::Holes::Leave).await
+    }
+
+    async fn apply_with(
+        &self,
+        events: &[ProjectedEvent],
+        cursor: Option<Cursor>,
+        holes: sql::Holes,
+    ) -> Result<Applied, StoreError> {
         let backend = self.store.backend();
         on_pool!(self.store.db(), projector, |pool| {
             let mut tx = pool.begin_with(begin_write(backend)).await?;
@@ -161,7 +179,7 @@ impl Projector {
                 }
             }
             let offsets = sql::load_offsets!(tx, events, backend);
-            let (plan, applied) = sql::plan(events, &offsets, backend, sql::Holes::Refuse)?;
+            let (plan, applied) = sql::plan(events, &offsets, backend, holes)?;
             sql::execute!(tx, &plan);
             if let Some(cursor) = cursor {
                 sqlx::query(

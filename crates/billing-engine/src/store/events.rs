@@ -9,7 +9,6 @@ use super::{begin_write, Store, AGGREGATE_TYPE, ROWS_PER_STATEMENT_MAX};
 use crate::db::{Backend, Db};
 use crate::error::StoreError;
 use crate::on_pool;
-use crate::projection::ProjectedEvent;
 
 /// Where an event is, without what it says.
 #[derive(Clone, Debug)]
@@ -61,9 +60,6 @@ pub struct AppendBatch {
     /// (workspace, key id) of keys that ended: their secrets are deleted.
     pub secrets_ended: Vec<(String, String)>,
     pub snapshots: Vec<NewSnapshot>,
-    /// The batch's events, decoded, to project in the same transaction
-    /// (empty: leave them all to the projector).
-    pub projection: Vec<ProjectedEvent>,
 }
 
 /// What a committed batch was given.
@@ -72,9 +68,6 @@ pub struct AppendReceipt {
     /// The largest place in the global order the batch wrote.
     pub cursor: Cursor,
     pub recorded_at: DateTime<Utc>,
-    /// True when every event of the batch is already in the projections
-    /// (the projector has nothing of this batch left to do).
-    pub projected: bool,
 }
 
 /// A workspace as the store has it: the latest snapshot, the events after
@@ -127,40 +120,6 @@ macro_rules! write_secrets_and_snapshots {
             .await?;
         }
     };
-}
-
-/// Projects `$batch.projection` inside `$tx`, under a savepoint: a command
-/// never depends on the projections, so if projecting fails (a table gone,
-/// a disk full of dashboards) the events still commit and the projector
-/// does it later. Leaves to the projector any workspace whose projections
-/// are behind. True when nothing was left.
-macro_rules! project_in {
-    ($tx:expr, $batch:expr, $backend:expr) => {{
-        if $batch.projection.is_empty() {
-            $batch.events.is_empty()
-        } else {
-            let mut savepoint = sqlx::Connection::begin(&mut *$tx).await?;
-            let attempt: Result<bool, StoreError> = async {
-                let offsets = $crate::projection::sql::load_offsets!(savepoint, &$batch.projection, $backend);
-                let holes = $crate::projection::sql::Holes::Leave;
-                let (plan, applied) = $crate::projection::sql::plan(&$batch.projection, &offsets, $backend, holes)?;
-                $crate::projection::sql::execute!(savepoint, &plan);
-                Ok(applied.left == 0 && applied.skipped == 0 && applied.applied as usize == $batch.events.len())
-            }
-            .await;
-            match attempt {
-                Ok(all) => {
-                    savepoint.commit().await?;
-                    all
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "projecting in the write transaction failed; the projector will");
-                    savepoint.rollback().await?;
-                    false
-                }
-            }
-        }
-    }};
 }
 
 /// Postgres: the oldest transaction of *this database* that was running
@@ -241,7 +200,6 @@ impl Store {
     pub async fn append(&self, batch: &AppendBatch) -> Result<AppendReceipt, StoreError> {
         let recorded_at = Utc::now();
         let mut cursor = Cursor::START;
-        let projected;
         match self.db() {
             Db::Postgres(pg) => {
                 let mut tx = pg.pool.begin().await?;
@@ -251,7 +209,6 @@ impl Store {
                     }
                 }
                 write_secrets_and_snapshots!(tx, batch);
-                projected = project_in!(tx, batch, Backend::Postgres);
                 tx.commit().await?;
             }
             Db::Sqlite(lite) => {
@@ -263,11 +220,10 @@ impl Store {
                     }
                 }
                 write_secrets_and_snapshots!(tx, batch);
-                projected = project_in!(tx, batch, Backend::Sqlite);
                 tx.commit().await?;
             }
         }
-        Ok(AppendReceipt { cursor, recorded_at, projected })
+        Ok(AppendReceipt { cursor, recorded_at })
     }
 
     /// The latest snapshot of `workspace` (unless `from_snapshot` is false),

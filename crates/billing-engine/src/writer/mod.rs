@@ -23,8 +23,8 @@ pub use entry::SNAPSHOT_EVERY_EVENTS;
 pub use outcome::{Outcome, ReplyAnswer};
 
 use billing_domain::{
-    event_version_of, Action, Change, Channel, DomainError, GrantId, GrantRecord, ReplyId, ReplyRecord, UserId,
-    Workspace, WorkspaceCommand, WorkspaceEvent, WorkspaceId, WorkspaceServices,
+    event_version_of, Action, Change, Channel, DomainError, GrantId, GrantRecord, ProviderKey, ReplyId, ReplyRecord,
+    UserId, Workspace, WorkspaceCommand, WorkspaceEvent, WorkspaceId, WorkspaceServices,
 };
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -38,6 +38,7 @@ use self::outcome::outcome_of;
 use crate::chain;
 use crate::error::{EngineError, StoreError};
 use crate::metrics::Metrics;
+use crate::projection::feed::Feed;
 use crate::projection::ProjectedEvent;
 use crate::store::{AppendBatch, Cursor, NewEvent, NewSecret, NewSnapshot, Store};
 
@@ -56,6 +57,12 @@ pub const APPEND_TRIES_MAX: u32 = 5;
 /// forgotten (and reloaded from their snapshot when they come back).
 pub const CACHED_WORKSPACES_MAX: usize = 1_000_000;
 
+/// After the database failed a batch, how long a shard answers 503 at once
+/// instead of making every queued batch wait for a connection timeout (a
+/// caller retrying learns in milliseconds, not seconds). The next batch
+/// after it tries the database again.
+pub const DOWN_ANSWER_FAST: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// One command waiting for its shard.
 pub(crate) struct Job {
     pub workspace: WorkspaceId,
@@ -70,11 +77,13 @@ pub(crate) struct Job {
 struct Plan {
     batch: AppendBatch,
     touched: HashSet<WorkspaceId>,
-    /// Reply and grant ids decided earlier in this batch, so that a repeat
-    /// later in the same batch answers as the first even if the aggregate's
-    /// bounded memory has already let it go.
-    replies: HashMap<(WorkspaceId, ReplyId), ReplyRecord>,
-    grants: HashMap<(WorkspaceId, GrantId), GrantRecord>,
+    /// Reply and grant ids decided earlier in this batch (a hash of
+    /// workspace and id, to the index of the event in `projection`), so that
+    /// a repeat later in the same batch answers as the first even if the
+    /// aggregate's bounded memory has already let it go.
+    decided: HashMap<u64, usize>,
+    /// First answers learned from the store after a conflict.
+    known: Known,
     /// Workspaces whose commands were answered without an event from
     /// state this shard had cached before the batch (a refusal, a no-op):
     /// another engine process may have moved them on, and no write will
@@ -83,8 +92,11 @@ struct Plan {
     verify: HashSet<WorkspaceId>,
     /// Workspaces loaded from the store during this batch: fresh already.
     loaded: HashSet<WorkspaceId>,
-    /// Project the batch's events in its own transaction.
-    project: bool,
+    /// Reply and grant ids the rules refused while the aggregate did not
+    /// remember them: the store is asked whether they have a first answer.
+    unknown_ids: Vec<(WorkspaceId, String)>,
+    /// The batch's events, decoded, for the projector once committed.
+    projection: Vec<ProjectedEvent>,
     /// Set when a decided command could not be planned (a bug, logged): the
     /// in-memory state is then ahead of the plan, so the whole batch is
     /// dropped and its workspaces reloaded.
@@ -93,16 +105,24 @@ struct Plan {
 
 /// First answers the store already held for ids of a batch, learned after
 /// a conflict; they seed every later attempt at the batch.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Known {
     replies: HashMap<(WorkspaceId, ReplyId), ReplyRecord>,
     grants: HashMap<(WorkspaceId, GrantId), GrantRecord>,
 }
 
 impl Plan {
-    fn seeded(known: &Known, project: bool) -> Plan {
-        Plan { replies: known.replies.clone(), grants: known.grants.clone(), project, ..Plan::default() }
+    fn seeded(known: &Known) -> Plan {
+        Plan { known: known.clone(), ..Plan::default() }
     }
+}
+
+/// The key of `plan.decided` for an id of a workspace.
+fn decided_key(workspace: &WorkspaceId, kind: u8, id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (workspace.as_str(), kind, id).hash(&mut hasher);
+    hasher.finish()
 }
 
 pub(crate) struct ShardWriter {
@@ -110,34 +130,45 @@ pub(crate) struct ShardWriter {
     pub services: Arc<WorkspaceServices>,
     /// How far this engine has committed (every batch).
     pub committed: Arc<watch::Sender<Cursor>>,
-    /// How far this engine has committed batches that it could not project
-    /// itself: what queries wait for the projector to reach.
-    pub unprojected: Arc<watch::Sender<Cursor>>,
-    /// Project each batch in its own transaction.
-    pub project: bool,
+    /// Where committed batches go to the in-process projector.
+    pub feed: Arc<Feed>,
     pub metrics: Arc<Metrics>,
     pub cache_max: usize,
+    /// Most commands in one group commit.
+    pub batch_max: usize,
     cache: HashMap<WorkspaceId, Entry>,
+    /// Until when batches are answered 503 without trying the database.
+    down_until: Option<std::time::Instant>,
 }
 
 impl ShardWriter {
     pub fn new(
         store: Store,
         services: Arc<WorkspaceServices>,
-        watermarks: (Arc<watch::Sender<Cursor>>, Arc<watch::Sender<Cursor>>),
-        project: bool,
+        committed: Arc<watch::Sender<Cursor>>,
+        feed: Arc<Feed>,
         metrics: Arc<Metrics>,
         cache_max: usize,
+        batch_max: usize,
     ) -> ShardWriter {
-        let (committed, unprojected) = watermarks;
-        ShardWriter { store, services, committed, unprojected, project, metrics, cache_max, cache: HashMap::new() }
+        ShardWriter {
+            store,
+            services,
+            committed,
+            feed,
+            metrics,
+            cache_max,
+            batch_max,
+            cache: HashMap::new(),
+            down_until: None,
+        }
     }
 
     /// Runs until every sender of `queue` is gone, then returns after the
     /// last batch has been committed and answered.
     pub async fn run(mut self, mut queue: mpsc::Receiver<Job>) {
-        let mut jobs = Vec::with_capacity(BATCH_COMMANDS_MAX);
-        while queue.recv_many(&mut jobs, BATCH_COMMANDS_MAX).await > 0 {
+        let mut jobs = Vec::with_capacity(self.batch_max);
+        while queue.recv_many(&mut jobs, self.batch_max).await > 0 {
             let batch = std::mem::take(&mut jobs);
             self.run_batch(batch).await;
         }
@@ -145,6 +176,9 @@ impl ShardWriter {
 
     async fn run_batch(&mut self, jobs: Vec<Job>) {
         self.metrics.batch_commands.observe(jobs.len() as f64);
+        if self.down_until.is_some_and(|t| std::time::Instant::now() < t) {
+            return answer_all(&self.metrics, jobs);
+        }
         let mut known = Known::default();
         let mut attempt = 1;
         loop {
@@ -170,10 +204,14 @@ impl ShardWriter {
             };
             match outcome {
                 Ok(receipt) => {
+                    tracing::trace!(
+                        commands = jobs.len(),
+                        events = plan.batch.events.len(),
+                        attempt,
+                        "group commit stored"
+                    );
                     raise(&self.committed, receipt.cursor);
-                    if !receipt.projected {
-                        raise(&self.unprojected, receipt.cursor);
-                    }
+                    self.feed.committed(plan.projection);
                     self.metrics.events_committed.inc_by(plan.batch.events.len() as u64);
                     self.trim_cache();
                     return answer(&self.metrics, jobs, results);
@@ -192,6 +230,9 @@ impl ShardWriter {
                 }
                 Err(err) => {
                     self.forget(&plan.touched);
+                    if matches!(err, StoreError::Unavailable(_)) {
+                        self.down_until = Some(std::time::Instant::now() + DOWN_ANSWER_FAST);
+                    }
                     tracing::error!(error = %err, commands = jobs.len(), "group commit failed; nothing stored");
                     return answer_all(&self.metrics, jobs);
                 }
@@ -201,7 +242,7 @@ impl ShardWriter {
 
     /// Decides every job against the in-memory state, in order.
     async fn decide_all(&mut self, jobs: &[Job], known: &Known) -> (Plan, Vec<Result<Outcome, EngineError>>) {
-        let mut plan = Plan::seeded(known, self.project);
+        let mut plan = Plan::seeded(known);
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {
             let result = self.decide(job, &mut plan).await;
@@ -217,6 +258,22 @@ impl ShardWriter {
     /// version this shard decided from. (Workspaces the batch writes to are
     /// checked by the append itself.)
     async fn stale(&self, plan: &Plan) -> Result<Vec<WorkspaceId>, StoreError> {
+        let mut stale = self.stale_versions(plan).await?;
+        let mut asked: HashMap<&WorkspaceId, Vec<String>> = HashMap::new();
+        for (workspace, key) in &plan.unknown_ids {
+            asked.entry(workspace).or_default().push(key.clone());
+        }
+        for (workspace, keys) in asked {
+            if !stale.contains(workspace)
+                && !self.store.events_by_idempotency_key(workspace.as_str(), &keys).await?.is_empty()
+            {
+                stale.push(workspace.clone());
+            }
+        }
+        Ok(stale)
+    }
+
+    async fn stale_versions(&self, plan: &Plan) -> Result<Vec<WorkspaceId>, StoreError> {
         let check: Vec<&WorkspaceId> = plan.verify.iter().filter(|w| !plan.touched.contains(*w)).collect();
         if check.is_empty() {
             return Ok(Vec::new());
@@ -236,7 +293,16 @@ impl ShardWriter {
     async fn decide(&mut self, job: &Job, plan: &mut Plan) -> Result<Outcome, EngineError> {
         let creating = matches!(job.action, Action::CreateWorkspace { .. });
         if !self.cache.contains_key(&job.workspace) {
-            let entry = self.load(&job.workspace).await?;
+            if self.down_until.is_some_and(|t| std::time::Instant::now() < t) {
+                return Err(EngineError::Unavailable);
+            }
+            let entry = match self.load(&job.workspace).await {
+                Ok(entry) => entry,
+                Err(err) => {
+                    self.down_until = Some(std::time::Instant::now() + DOWN_ANSWER_FAST);
+                    return Err(err);
+                }
+            };
             plan.loaded.insert(job.workspace.clone());
             if !entry.state.exists() && !creating {
                 return Err(DomainError::WorkspaceNotFound.into());
@@ -248,6 +314,8 @@ impl ShardWriter {
             return Err(EngineError::Unavailable);
         };
         remember_from_plan(entry, job, plan);
+        let api_key = open_runtime_key(entry, job, &services, &job.workspace)?;
+        let id_known = id_in_memory(&entry.state, &job.action);
         let command = WorkspaceCommand {
             at: stamp(Utc::now(), entry.last_at),
             actor: job.actor.clone(),
@@ -255,10 +323,19 @@ impl ShardWriter {
             action: job.action.clone(),
         };
         let sink = EventSink::default();
-        entry.state.handle(command, &services, &sink).await.map_err(EngineError::Domain)?;
+        if let Err(refusal) = entry.state.handle(command, &services, &sink).await {
+            if !id_known && !matches!(refusal, DomainError::IdempotencyConflict(_)) {
+                // The rules refused an id the aggregate does not remember:
+                // if the store has it, the first answer wins over the rules.
+                if let Some(key) = idempotency_key(&job.action) {
+                    plan.unknown_ids.push((job.workspace.clone(), key));
+                }
+            }
+            return Err(EngineError::Domain(refusal));
+        }
         let events = sink.collect().await;
         if events.is_empty() {
-            return outcome(job, &events, entry, plan);
+            return with_key(outcome(job, &events, entry, plan), api_key);
         }
         plan.touched.insert(job.workspace.clone());
         for event in &events {
@@ -284,8 +361,10 @@ impl ShardWriter {
             }
             entry.snapshot_version = entry.version;
         }
-        remember_in_plan(&job.workspace, &job.action, &entry.state, plan);
-        outcome(job, &events, entry, plan)
+        if let Some(index) = plan.projection.len().checked_sub(1) {
+            remember_in_plan(&job.workspace, &job.action, index, plan);
+        }
+        with_key(outcome(job, &events, entry, plan), api_key)
     }
 
     /// Loads a workspace from its snapshot and the events after it.
@@ -429,15 +508,34 @@ fn needs_fresh_state(result: &Result<Outcome, EngineError>) -> bool {
     }
 }
 
+/// Before deciding a reply or grant, gives the aggregate the first answer
+/// of its id if this batch (or the store, after a conflict) already holds
+/// one that the aggregate's bounded memory let go.
 fn remember_from_plan(entry: &mut Entry, job: &Job, plan: &Plan) {
     match &job.action {
         Action::ServeReply { reply_id, .. } if entry.state.reply(reply_id).is_none() => {
-            if let Some(record) = plan.replies.get(&(job.workspace.clone(), reply_id.clone())) {
+            let first = plan
+                .decided
+                .get(&decided_key(&job.workspace, b'r', reply_id.as_str()))
+                .and_then(|i| plan.projection.get(*i))
+                .filter(|e| e.workspace_id == job.workspace.as_str())
+                .map(|e| e.event.clone());
+            if let Some(event) = first {
+                remember_event(&mut entry.state, &event);
+            } else if let Some(record) = plan.known.replies.get(&(job.workspace.clone(), reply_id.clone())) {
                 entry.state.remember_reply(reply_id.clone(), record.clone());
             }
         }
         Action::GrantCredits { grant_id, .. } if entry.state.grant(grant_id).is_none() => {
-            if let Some(record) = plan.grants.get(&(job.workspace.clone(), grant_id.clone())) {
+            let first = plan
+                .decided
+                .get(&decided_key(&job.workspace, b'g', grant_id.as_str()))
+                .and_then(|i| plan.projection.get(*i))
+                .filter(|e| e.workspace_id == job.workspace.as_str())
+                .map(|e| e.event.clone());
+            if let Some(event) = first {
+                remember_event(&mut entry.state, &event);
+            } else if let Some(record) = plan.known.grants.get(&(job.workspace.clone(), grant_id.clone())) {
                 entry.state.remember_grant(grant_id.clone(), record.clone());
             }
         }
@@ -445,21 +543,78 @@ fn remember_from_plan(entry: &mut Entry, job: &Job, plan: &Plan) {
     }
 }
 
-/// Keeps the first answer of a reply or grant decided in this batch.
-fn remember_in_plan(workspace: &WorkspaceId, action: &Action, state: &Workspace, plan: &mut Plan) {
-    match action {
-        Action::ServeReply { reply_id, .. } => {
-            if let Some(record) = state.reply(reply_id) {
-                plan.replies.insert((workspace.clone(), reply_id.clone()), record.clone());
-            }
-        }
-        Action::GrantCredits { grant_id, .. } => {
-            if let Some(record) = state.grant(grant_id) {
-                plan.grants.insert((workspace.clone(), grant_id.clone()), record.clone());
-            }
-        }
-        _ => {}
+/// Teaches `state` the first answer a decided event records, if it is a
+/// reply or a grant (and that event is this id's: a hash collision of
+/// `decided` must not answer another id).
+fn remember_event(state: &mut Workspace, event: &WorkspaceEvent) {
+    let mut known = Known::default();
+    let workspace = state.id().cloned();
+    let Some(workspace) = workspace else { return };
+    known.learn(&workspace, event);
+    for ((_, id), record) in known.replies {
+        state.remember_reply(id, record);
     }
+    for ((_, id), record) in known.grants {
+        state.remember_grant(id, record);
+    }
+}
+
+/// True when the aggregate remembers the id of a reply or grant action (or
+/// the action has none).
+fn id_in_memory(state: &Workspace, action: &Action) -> bool {
+    match action {
+        Action::ServeReply { reply_id, .. } => state.reply(reply_id).is_some(),
+        Action::GrantCredits { grant_id, .. } => state.grant(grant_id).is_some(),
+        _ => true,
+    }
+}
+
+/// For a runtime reply that will be served on the workspace's own key:
+/// opens that key now, before anything is decided, so that a key the
+/// master key cannot open (a changed BILLING_MASTER_KEY) answers 503 with
+/// nothing stored, instead of a reply stored and then refused.
+fn open_runtime_key(
+    entry: &Entry,
+    job: &Job,
+    services: &WorkspaceServices,
+    workspace: &WorkspaceId,
+) -> Result<Option<ProviderKey>, EngineError> {
+    let Action::ServeReply { model, .. } = &job.action else { return Ok(None) };
+    if job.channel != Channel::Runtime || !entry.state.byo_enabled() {
+        return Ok(None);
+    }
+    let Some(provider) = services.catalog.get(model).and_then(|m| m.provider.key_provider()) else { return Ok(None) };
+    let Some(sealed) = entry.sealed.get(&provider) else { return Ok(None) };
+    match services.vault.open(workspace, sealed) {
+        Ok(key) => Ok(Some(key)),
+        Err(_) => {
+            tracing::error!(%workspace, %provider, key_id = %sealed.key_id,
+                "the active key cannot be opened with this master key; refusing the reply");
+            Err(EngineError::Unavailable)
+        }
+    }
+}
+
+/// Puts the key opened before deciding into a byo answer of that key.
+fn with_key(outcome: Result<Outcome, EngineError>, key: Option<ProviderKey>) -> Result<Outcome, EngineError> {
+    let mut outcome = outcome?;
+    if let (Outcome::Reply(answer), Some(key)) = (&mut outcome, key) {
+        if answer.sealed.as_ref().is_some_and(|s| Some(&s.key_id) == answer.key_id.as_ref()) {
+            answer.sealed = None;
+            answer.api_key = Some(key);
+        }
+    }
+    Ok(outcome)
+}
+
+/// Notes the event index of a reply or grant decided in this batch.
+fn remember_in_plan(workspace: &WorkspaceId, action: &Action, index: usize, plan: &mut Plan) {
+    let key = match action {
+        Action::ServeReply { reply_id, .. } => decided_key(workspace, b'r', reply_id.as_str()),
+        Action::GrantCredits { grant_id, .. } => decided_key(workspace, b'g', grant_id.as_str()),
+        _ => return,
+    };
+    plan.decided.insert(key, index);
 }
 
 fn outcome(job: &Job, events: &[WorkspaceEvent], entry: &Entry, plan: &mut Plan) -> Result<Outcome, EngineError> {
@@ -494,13 +649,7 @@ fn plan_event(
         metadata: chain::metadata_text(&entry.last_hash, &hash),
         idempotency_key: event_idempotency_key(&event.change),
     });
-    if plan.project {
-        plan.batch.projection.push(ProjectedEvent {
-            workspace_id: workspace.to_string(),
-            sequence,
-            event: event.clone(),
-        });
-    }
+    plan.projection.push(ProjectedEvent { workspace_id: workspace.to_string(), sequence, event: event.clone() });
     entry.version = sequence;
     entry.last_hash = hash;
     entry.last_at = event.at;

@@ -100,8 +100,14 @@ async fn removing_a_key_leaves_no_recoverable_secret(backend: Backend) {
     }
     if let Some(path) = db.sqlite_path() {
         // secure_delete overwrote the freed pages: not even the file's bytes
-        // hold the ciphertexts once the WAL is checkpointed.
+        // hold the ciphertexts once the WAL is checkpointed (SQLite does it
+        // as the WAL grows and when the last connection closes; a fresh
+        // connection forces it here, whatever the pools were doing).
         store.db().close().await;
+        let url = format!("sqlite://{}", path.display());
+        let last = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&last).await.unwrap();
+        last.close().await;
         let bytes = std::fs::read(&path).unwrap();
         let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
         for needle in [ciphertext.as_bytes(), second_ciphertext.as_bytes()] {

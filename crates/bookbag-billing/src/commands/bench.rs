@@ -11,8 +11,8 @@ use crate::Failure;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Scenarios to run, comma-separated: postgres, history, sqlite, http,
-    /// replay, memory (default: all).
+    /// Scenarios to run, comma-separated: postgres, choices, history,
+    /// sqlite, http, replay, memory (default: all).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub scenarios: Vec<String>,
     /// Multiplies every request count (1.0 is the documented run; 0.1 is a

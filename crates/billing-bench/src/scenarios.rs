@@ -381,10 +381,11 @@ struct Choice {
     change: fn(&mut EngineConfig),
 }
 
-const CHOICES: [Choice; 4] = [
-    Choice { name: "as shipped (4 shards, group commit, aggregates in memory)", change: |_| {} },
+const CHOICES: [Choice; 5] = [
+    Choice { name: "as shipped (2 shards, group commit, aggregates in memory)", change: |_| {} },
     Choice { name: "without group commit (one command per transaction)", change: |c| c.batch_commands_max = 1 },
-    Choice { name: "one shard writer instead of 4", change: |c| c.shards = 1 },
+    Choice { name: "one shard writer instead of 2", change: |c| c.shards = 1 },
+    Choice { name: "four shard writers instead of 2", change: |c| c.shards = 4 },
     Choice {
         name: "without aggregates in memory (snapshot + tail read per batch)",
         change: |c| c.cached_workspaces_max = 0,
@@ -395,28 +396,44 @@ const CHOICES: [Choice; 4] = [
 /// workspaces), each configuration in a database of its own, the ratio
 /// against the engine as shipped measured in the same run.
 async fn choices(options: &Options, report: &mut Report) -> Result<(), String> {
-    let mut shipped = None;
-    for choice in &CHOICES {
-        let db = BenchDb::postgres(&options.postgres_admin_url).await?;
-        let store = db.store().await?;
-        let engine = engine_with(&store, choice.change).await?;
-        prepare(&engine, 0, WORKSPACES).await?;
-        let total = if shipped.is_none() { options.count(100_000) } else { options.count(30_000) };
-        let run = engine_replies(&engine, 0, WORKSPACES, total, choice.name).await;
-        check(report, &store, &engine, run.ok, choice.name).await;
-        let base: f64 = *shipped.get_or_insert(run.rate());
+    // Two rounds, configurations interleaved, the better run of each kept:
+    // this machine's rate wanders by a fifth from one run to the next.
+    let mut best: Vec<Option<Run>> = vec![None; CHOICES.len()];
+    for round in 1..=CHOICE_ROUNDS {
+        for (choice, best) in CHOICES.iter().zip(best.iter_mut()) {
+            let db = BenchDb::postgres(&options.postgres_admin_url).await?;
+            let store = db.store().await?;
+            let engine = engine_with(&store, choice.change).await?;
+            prepare(&engine, 0, WORKSPACES).await?;
+            // The same count for each: the rate falls as the tables grow, so
+            // runs of different lengths would not compare.
+            let total = options.count(60_000);
+            let what = format!("{} (round {round})", choice.name);
+            let run = engine_replies(&engine, 0, WORKSPACES, total, &what).await;
+            check(report, &store, &engine, run.ok, &what).await;
+            if best.as_ref().is_none_or(|b| run.rate() > b.rate()) {
+                *best = Some(run);
+            }
+            engine.shutdown().await;
+            store.db().close().await;
+            db.drop_now().await;
+        }
+    }
+    let shipped = best[0].as_ref().map_or(0.0, Run::rate);
+    for (choice, run) in CHOICES.iter().zip(best) {
+        let run = run.unwrap_or_default();
         report.row(
             format!("choice: {}", choice.name),
-            format!("{} = {:.2}x as shipped", rate(&run), run.rate() / base.max(1e-9)),
+            format!("{} = {:.2}x as shipped", rate(&run), run.rate() / shipped.max(1e-9)),
             "",
             None,
         );
-        engine.shutdown().await;
-        store.db().close().await;
-        db.drop_now().await;
     }
     Ok(())
 }
+
+/// Rounds of [`choices`].
+const CHOICE_ROUNDS: u32 = 2;
 
 /// An open loop at `rate` over the 1,000 workspaces, reply ids after `offset`.
 async fn open_rate(engine: &Engine, rate: f64, total: u64, offset: u64) -> Run {

@@ -37,8 +37,10 @@ pub struct EngineConfig {
     pub catalog: Arc<Catalog>,
     pub metering: Metering,
     pub vault: Arc<dyn KeyVault>,
-    /// Shard writers. One is right for SQLite (one writer at a time);
-    /// Postgres commits several groups at once.
+    /// Shard writers. One is right for SQLite (one writer at a time). On
+    /// Postgres two overlap one group's decisions with the other's commit;
+    /// on 2 cores four were slower than two (`bench --scenarios choices`,
+    /// docs/performance.md).
     pub shards: usize,
     pub cached_workspaces_max: usize,
     /// Most commands one group commit holds ([`crate::writer::BATCH_COMMANDS_MAX`];
@@ -60,7 +62,7 @@ impl EngineConfig {
             vault,
             shards: match store.backend() {
                 crate::db::Backend::Sqlite => 1,
-                crate::db::Backend::Postgres => 4,
+                crate::db::Backend::Postgres => 2,
             },
             cached_workspaces_max: CACHED_WORKSPACES_MAX,
             batch_commands_max: BATCH_COMMANDS_MAX,

@@ -10,7 +10,7 @@
 
 use billing_domain::{Catalog, MasterKey, MasterKeyVault, Metering};
 use billing_engine::{Db, Engine, EngineConfig, Store};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The shared Postgres server's admin URL (trust auth on this machine).
 pub const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
@@ -144,4 +144,27 @@ macro_rules! both_backends {
             }
         )*
     };
+}
+
+/// A writer into a shared buffer, for a subscriber that captures logs (the
+/// secret sweeps read everything logged).
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

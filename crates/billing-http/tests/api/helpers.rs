@@ -4,33 +4,17 @@
 use billing_domain::Metering;
 use billing_engine::{Engine, Metrics};
 use billing_http::{http_metrics, AppState, Tokens};
-use billing_testkit::{engine_config, TestDb};
+use billing_testkit::{engine_config, LogBuffer, TestDb};
 use prometheus_client::registry::Registry;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::future::Future;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const API_TOKEN: &str = "test-api-token-0123456789";
 pub const RUNTIME_TOKEN: &str = "test-runtime-token-0123456789";
-
-/// A writer into a shared buffer, for the capturing subscriber.
-#[derive(Clone)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Runs `scenario` on a runtime of its own, every thread of which logs
 /// every event at every level (ours and our dependencies') into a buffer;
@@ -47,7 +31,7 @@ where
     Fut: Future<Output = T>,
 {
     let thread = std::thread::spawn(move || {
-        let buffer = Buffer(Arc::new(Mutex::new(Vec::new())));
+        let buffer = LogBuffer::default();
         let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
@@ -64,7 +48,7 @@ where
             .expect("a runtime");
         let output = tracing::dispatcher::with_default(&dispatch, || runtime.block_on(scenario()));
         drop(runtime);
-        let logs = String::from_utf8_lossy(&buffer.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+        let logs = buffer.text();
         (output, logs)
     });
     tokio::task::spawn_blocking(move || thread.join()).await.expect("joined").expect("the scenario passed")

@@ -12,7 +12,7 @@ use billing_domain::Metering;
 use billing_engine::{Engine, Metrics, Store};
 use billing_http::{http_metrics, AppState, Tokens};
 use billing_reliability::secrets::{without_handed_key, Sweep};
-use billing_testkit::engine_config;
+use billing_testkit::{engine_config, LogBuffer};
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -51,21 +51,6 @@ fn install_panic_hook() {
     });
 }
 
-/// A writer into a shared buffer, for the capturing subscriber.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// An answer as it came off the socket.
 #[derive(Debug, Clone)]
 pub struct RawAnswer {
@@ -99,7 +84,7 @@ pub struct Harness {
     pub engine: Engine,
     pub store: Store,
     thread_prefix: String,
-    logs: Buffer,
+    logs: LogBuffer,
     shutdown: Option<oneshot::Sender<()>>,
     /// Every answer's text, for the sweep.
     answers: Mutex<Vec<u8>>,
@@ -110,7 +95,7 @@ impl Harness {
     pub fn start(url: &str) -> Harness {
         install_panic_hook();
         let thread_prefix = format!("hostile-server-{}-", HARNESSES.fetch_add(1, Ordering::Relaxed));
-        let logs = Buffer::default();
+        let logs = LogBuffer::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
@@ -219,7 +204,7 @@ impl Harness {
 
     /// Every line the app logged so far.
     pub fn logs(&self) -> String {
-        String::from_utf8_lossy(&self.logs.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        self.logs.text()
     }
 
     /// The sweep every test ends with: no server panic, and no secret in

@@ -83,6 +83,12 @@ impl Statement {
         self
     }
 
+    #[cfg(test)]
+    fn args(mut self, args: impl IntoIterator<Item = Arg>) -> Statement {
+        self.args.extend(args);
+        self
+    }
+
     /// Appends `(${n}, ${n+1}, ...)` for `args` and takes them.
     fn push_tuple(&mut self, args: Vec<Arg>) {
         self.sql.push('(');
@@ -176,10 +182,14 @@ pub(crate) fn offsets_query(events: &[ProjectedEvent], backend: Backend) -> Stat
         )
         .arg(Arg::TextArray(workspaces.into_iter().map(|w| Some(w.to_owned())).collect())),
         Backend::Sqlite => {
-            let mut statement =
-                Statement::new("SELECT workspace_id, last_sequence FROM projection_offsets WHERE workspace_id IN ");
-            statement.push_tuple(workspaces.into_iter().map(|w| Arg::Text(w.to_owned())).collect());
-            statement
+            // Anonymous placeholders: see [`anonymous`].
+            let marks = vec!["?"; workspaces.len()].join(", ");
+            Statement {
+                sql: format!(
+                    "SELECT workspace_id, last_sequence FROM projection_offsets WHERE workspace_id IN ({marks})"
+                ),
+                args: workspaces.into_iter().map(|w| Arg::Text(w.to_owned())).collect(),
+            }
         }
     }
 }
@@ -280,7 +290,42 @@ pub(crate) fn plan(
     statements.extend(ledger_statements(backend, &ledger)?);
     statements.extend(usage_statements(backend, &usage)?);
     statements.extend(offset_statements(backend, &deltas)?);
+    if backend == Backend::Sqlite {
+        statements = statements.into_iter().map(anonymous).collect::<Result<_, _>>()?;
+    }
     Ok((statements, applied))
+}
+
+/// `statement` with every `$N` replaced by an anonymous `?` and its
+/// arguments in the order they now appear. For SQLite: it looks a named
+/// (or numbered) parameter up in a linear list, both when it prepares a
+/// statement and when sqlx asks each parameter's name to bind it, so a
+/// multi-row statement with n `$N` parameters costs O(n^2); a flush of a
+/// few thousand ledger rows spent most of its time there.
+pub(crate) fn anonymous(statement: Statement) -> Result<Statement, StoreError> {
+    let mut sql = String::with_capacity(statement.sql.len());
+    let mut args = Vec::with_capacity(statement.args.len());
+    let mut rest = statement.sql.as_str();
+    while let Some(at) = rest.find('$') {
+        sql.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            sql.push('$');
+            rest = after;
+            continue;
+        }
+        let n: usize = after[..digits].parse().map_err(|_| StoreError::Corrupt("a parameter number".into()))?;
+        let arg = n
+            .checked_sub(1)
+            .and_then(|i| statement.args.get(i))
+            .ok_or_else(|| StoreError::Corrupt(format!("${n} has no argument")))?;
+        sql.push('?');
+        args.push(arg.clone());
+        rest = &after[digits..];
+    }
+    sql.push_str(rest);
+    Ok(Statement { sql, args })
 }
 
 fn add(a: Credits, b: Credits) -> Result<Credits, StoreError> {
@@ -483,4 +528,31 @@ fn offset_statements(backend: Backend, deltas: &BTreeMap<&str, WorkspaceDelta>) 
         &rows,
         |(w, s)| Ok(vec![Arg::Text((*w).to_owned()), int(*s)?]),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(arg: &Arg) -> String {
+        match arg {
+            Arg::Text(v) => v.clone(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn anonymous_placeholders_follow_the_order_of_use() {
+        let statement = Statement::new("UPDATE t SET a = $2, b = $10, c = $1 WHERE d = $2 AND e = '$x'")
+            .args((1..=10).map(|i| Arg::Text(format!("v{i}"))));
+        let rewritten = anonymous(statement).unwrap();
+        assert_eq!(rewritten.sql, "UPDATE t SET a = ?, b = ?, c = ? WHERE d = ? AND e = '$x'");
+        assert_eq!(rewritten.args.iter().map(text).collect::<Vec<_>>(), ["v2", "v10", "v1", "v2"]);
+    }
+
+    #[test]
+    fn a_placeholder_without_its_argument_is_an_error() {
+        let statement = Statement::new("SELECT $1, $3").args([Arg::Int(1), Arg::Int(2)]);
+        assert!(matches!(anonymous(statement), Err(StoreError::Corrupt(_))));
+    }
 }

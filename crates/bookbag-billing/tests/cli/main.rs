@@ -2,6 +2,7 @@
 //! the README's walk-through against a real `serve`, the audit commands'
 //! exit codes, and the compose file.
 
+mod bench;
 mod compose;
 mod config;
 mod helpers;

@@ -44,6 +44,14 @@ pub const RELAY_POLL: Duration = Duration::from_millis(250);
 pub const RELAY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often a waiting relay tries to become the publishing one.
 pub const LEADERSHIP_RETRY: Duration = Duration::from_secs(2);
+/// How often an idle relay asks the stream for its last sequence. A NATS
+/// server killed (SIGKILL) can come back without the newest messages it had
+/// acknowledged (JetStream writes behind its acks); a busy relay learns it
+/// from its next publish, which expects the lost sequence and is refused,
+/// but an idle one has nothing to publish. When the stream's last sequence
+/// is not the one the relay's acknowledgements gave, the relay starts over
+/// after the stream's newest message, republishing what was lost.
+pub const RELAY_VERIFY_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 pub struct RelayMetrics {
@@ -129,8 +137,9 @@ impl Relay {
                 return Ok(());
             }
         };
-        let stream = self.config.ensure_stream(js).await?;
+        let mut stream = self.config.ensure_stream(js).await?;
         let (published, mut stream_sequence) = last_published(&stream).await?;
+        let mut verified = tokio::time::Instant::now();
         let mut cursor = match published {
             Some(position) => position,
             None => self.store.relay_cursor(&name).await?,
@@ -146,6 +155,16 @@ impl Relay {
                 self.metrics.lag_seconds.set(0.0);
                 if !leadership.alive().await {
                     return Err(NatsError::Nats("lost the relay lock with the database session".into()));
+                }
+                if verified.elapsed() >= RELAY_VERIFY_EVERY {
+                    verified = tokio::time::Instant::now();
+                    let last = stream.info().await.map_err(NatsError::nats)?.state.last_sequence;
+                    if last != stream_sequence {
+                        return Err(NatsError::Nats(format!(
+                            "the stream's last sequence is {last}, not the {stream_sequence} acknowledged: \
+                             publishing again after its newest message"
+                        )));
+                    }
                 }
                 if self.idle(cursor).await {
                     return Ok(());

@@ -144,6 +144,29 @@ impl TestStream {
         stream.delete_message(sequence).await.expect("delete a message");
     }
 
+    /// Plays a NATS server that came back from a crash without the newest
+    /// messages it had acknowledged: the stream is made anew (with the
+    /// relay's configuration) holding only its first `keep` messages, with
+    /// their subjects and headers, at their sequences.
+    pub async fn keep_only_first(&self, keep: u64) {
+        let js = self.context().await;
+        let mut stream = js.get_stream(&self.stream).await.expect("the stream");
+        let config = stream.info().await.expect("stream info").config.clone();
+        let mut kept = Vec::new();
+        for seq in 1..=keep {
+            kept.push(stream.get_raw_message(seq).await.expect("a message to keep"));
+        }
+        js.delete_stream(&self.stream).await.expect("delete the stream");
+        js.create_stream(config).await.expect("create the stream again");
+        for message in kept {
+            let ack = js
+                .publish_with_headers(message.subject.clone(), message.headers.clone(), message.payload.clone())
+                .await
+                .expect("publish a kept message");
+            assert_eq!(ack.await.expect("acknowledged").sequence, message.sequence);
+        }
+    }
+
     /// Every message, in stream order.
     pub async fn messages(&self) -> Vec<StreamMessage> {
         let js = self.context().await;

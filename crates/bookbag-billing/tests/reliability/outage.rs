@@ -324,3 +324,34 @@ async fn a_relay_restarting_on_a_stream_that_lost_its_newest_messages_republishe
     assert_eq!(server.terminate(), Some(0));
     check.assert_complete();
 }
+
+/// The state the long NATS outage runs found: NATS killed right after it
+/// acknowledged the newest messages comes back without them, while the
+/// relay, which has nothing more to publish, believes they are on the
+/// stream. The running relay must notice and publish them again, in order,
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_relay_republishes_what_a_restarted_nats_lost() {
+    let db = billing_testkit::TestDb::new(billing_testkit::Backend::Sqlite).await;
+    let stream = TestStream::on(billing_reliability::nats::SHARED_NATS_URL);
+    let settings = Settings::new(&db.url, Some(&stream));
+    let mut server = settings.start();
+    let target = settings.target(&server);
+    let create = json!({"workspace_id": "acme", "owner": "alice"});
+    assert_eq!(
+        target.send(Method::POST, "/v1/workspaces", Some(&create), Token::Api, None).await.map(|a| a.status),
+        Some(201)
+    );
+    for i in 0..9 {
+        let grant = json!({"grant_id": format!("g{i}"), "amount": 1});
+        let path = "/v1/workspaces/acme/credits/grants";
+        assert_eq!(target.send(Method::POST, path, Some(&grant), Token::Api, None).await.map(|a| a.status), Some(201));
+    }
+    assert_eq!(stream.wait_for(10, Duration::from_secs(20)).await, 10);
+    stream.keep_only_first(7).await;
+    assert_eq!(stream.held().await, 7);
+    assert_eq!(stream.wait_for(10, Duration::from_secs(20)).await, 10, "the lost messages came back");
+    let check = compare_stream(&stream, &target, &["acme".to_owned()]).await;
+    assert_eq!(server.terminate(), Some(0));
+    check.assert_complete();
+}

@@ -280,6 +280,21 @@ async fn every_event_reaches_the_stream_through_nats_kills() {
     nats_outages(8).await;
 }
 
+/// Workspace `acme` with nine grants: ten events, all on `stream`.
+async fn ten_events_on_the_stream(target: &Target, stream: &TestStream) {
+    let create = json!({"workspace_id": "acme", "owner": "alice"});
+    assert_eq!(
+        target.send(Method::POST, "/v1/workspaces", Some(&create), Token::Api, None).await.map(|a| a.status),
+        Some(201)
+    );
+    for i in 0..9 {
+        let grant = json!({"grant_id": format!("g{i}"), "amount": 1});
+        let path = "/v1/workspaces/acme/credits/grants";
+        assert_eq!(target.send(Method::POST, path, Some(&grant), Token::Api, None).await.map(|a| a.status), Some(201));
+    }
+    assert_eq!(stream.wait_for(10, Duration::from_secs(20)).await, 10);
+}
+
 /// The state a server crash leaves, built on purpose: JetStream
 /// acknowledged the newest events and then lost them (they were not yet on
 /// its disk), while the relay's cursor had already moved past them. A
@@ -295,17 +310,7 @@ async fn a_relay_restarting_on_a_stream_that_lost_its_newest_messages_republishe
     let settings = Settings::new(&db.url, Some(&stream));
     let mut server = settings.start();
     let target = settings.target(&server);
-    let create = json!({"workspace_id": "acme", "owner": "alice"});
-    assert_eq!(
-        target.send(Method::POST, "/v1/workspaces", Some(&create), Token::Api, None).await.map(|a| a.status),
-        Some(201)
-    );
-    for i in 0..9 {
-        let grant = json!({"grant_id": format!("g{i}"), "amount": 1});
-        let path = "/v1/workspaces/acme/credits/grants";
-        assert_eq!(target.send(Method::POST, path, Some(&grant), Token::Api, None).await.map(|a| a.status), Some(201));
-    }
-    assert_eq!(stream.wait_for(10, Duration::from_secs(20)).await, 10);
+    ten_events_on_the_stream(&target, &stream).await;
     assert_eq!(server.terminate(), Some(0));
     for sequence in [8, 9, 10] {
         stream.delete_message(sequence).await;
@@ -337,17 +342,7 @@ async fn a_running_relay_republishes_what_a_restarted_nats_lost() {
     let settings = Settings::new(&db.url, Some(&stream));
     let mut server = settings.start();
     let target = settings.target(&server);
-    let create = json!({"workspace_id": "acme", "owner": "alice"});
-    assert_eq!(
-        target.send(Method::POST, "/v1/workspaces", Some(&create), Token::Api, None).await.map(|a| a.status),
-        Some(201)
-    );
-    for i in 0..9 {
-        let grant = json!({"grant_id": format!("g{i}"), "amount": 1});
-        let path = "/v1/workspaces/acme/credits/grants";
-        assert_eq!(target.send(Method::POST, path, Some(&grant), Token::Api, None).await.map(|a| a.status), Some(201));
-    }
-    assert_eq!(stream.wait_for(10, Duration::from_secs(20)).await, 10);
+    ten_events_on_the_stream(&target, &stream).await;
     stream.keep_only_first(7).await;
     assert_eq!(stream.held().await, 7);
     assert_eq!(stream.wait_for(10, Duration::from_secs(20)).await, 10, "the lost messages came back");

@@ -11,6 +11,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use billing_domain::{Provider, ProviderKey};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -140,5 +141,43 @@ mod tests {
     fn extension_methods_share_one_label() {
         assert_eq!(method_label(&Method::PUT), "PUT");
         assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+    }
+}
+
+/// An identifier as the logs show it: as it is, unless it has the shape of
+/// a provider key (a caller pasted a key where an id goes; the contract's
+/// alphabet allows it). Then only its length is shown, so that no log line
+/// holds a key, whatever field it arrived in.
+pub struct LogId(String);
+
+impl std::fmt::Display for LogId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// See [`LogId`].
+pub fn log_id(value: &impl std::fmt::Display) -> LogId {
+    let text = value.to_string();
+    let key_shaped = [Provider::Openai, Provider::Anthropic].into_iter().any(|p| ProviderKey::parse(p, &text).is_ok());
+    if key_shaped {
+        LogId(format!("<an id shaped like a provider key, {} bytes>", text.len()))
+    } else {
+        LogId(text)
+    }
+}
+
+#[cfg(test)]
+mod log_id_tests {
+    use super::log_id;
+
+    #[test]
+    fn an_id_shaped_like_a_key_is_shown_by_its_length_only() {
+        let key = "sk-proj-TESTSECRETopenaiAAAA1111";
+        let shown = log_id(&key).to_string();
+        assert!(!shown.contains("TESTSECRET"), "{shown}");
+        assert!(shown.contains(&key.len().to_string()), "{shown}");
+        assert_eq!(log_id(&"acme-prod").to_string(), "acme-prod");
+        assert_eq!(log_id(&"sk-short").to_string(), "sk-short");
     }
 }

@@ -44,7 +44,7 @@ pub struct ByoAnswer {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "set_byo", skip_all, fields(workspace = %path.workspace, enabled = body.enabled))]
+#[tracing::instrument(name = "set_byo", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace), enabled = body.enabled))]
 pub async fn set_byo(
     State(state): State<AppState>,
     PlatformOnly(caller): PlatformOnly,
@@ -69,7 +69,7 @@ pub async fn set_byo(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "billing_mode", skip_all, fields(workspace = %path.workspace))]
+#[tracing::instrument(name = "billing_mode", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace)))]
 pub async fn show(
     State(state): State<AppState>,
     _caller: PlatformOrRuntime,

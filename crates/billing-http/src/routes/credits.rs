@@ -58,7 +58,7 @@ pub struct GrantAnswer {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "grant_credits", skip_all, fields(workspace = %path.workspace, grant = %body.grant_id))]
+#[tracing::instrument(name = "grant_credits", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace), grant = %crate::telemetry::log_id(&body.grant_id)))]
 pub async fn grant(
     State(state): State<AppState>,
     PlatformOnly(caller): PlatformOnly,
@@ -84,7 +84,7 @@ pub async fn grant(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "credits", skip_all, fields(workspace = %path.workspace))]
+#[tracing::instrument(name = "credits", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace)))]
 pub async fn balance(
     State(state): State<AppState>,
     _caller: PlatformOrRuntime,
@@ -108,7 +108,7 @@ pub async fn balance(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "ledger", skip_all, fields(workspace = %path.workspace))]
+#[tracing::instrument(name = "ledger", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace)))]
 pub async fn ledger(
     State(state): State<AppState>,
     _caller: PlatformOrRuntime,

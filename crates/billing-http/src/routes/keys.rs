@@ -75,7 +75,7 @@ pub struct KeyAnswer {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "add_key", skip_all, fields(workspace = %path.workspace))]
+#[tracing::instrument(name = "add_key", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace)))]
 pub async fn add(
     State(state): State<AppState>,
     PlatformOnly(caller): PlatformOnly,
@@ -114,7 +114,7 @@ pub async fn add(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "remove_key", skip_all, fields(workspace = %path.workspace))]
+#[tracing::instrument(name = "remove_key", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace)))]
 pub async fn remove(
     State(state): State<AppState>,
     PlatformOnly(caller): PlatformOnly,
@@ -139,7 +139,7 @@ pub async fn remove(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "list_keys", skip_all, fields(workspace = %path.workspace))]
+#[tracing::instrument(name = "list_keys", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace)))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: PlatformOrRuntime,

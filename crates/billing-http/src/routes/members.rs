@@ -59,7 +59,7 @@ fn parse_role(raw: &str) -> Result<Role, HttpError> {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "set_member_role", skip_all, fields(workspace = %path.workspace, user = %path.user))]
+#[tracing::instrument(name = "set_member_role", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace), user = %crate::telemetry::log_id(&path.user)))]
 pub async fn set_role(
     State(state): State<AppState>,
     PlatformOnly(caller): PlatformOnly,
@@ -89,7 +89,7 @@ pub async fn set_role(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "remove_member", skip_all, fields(workspace = %path.workspace, user = %path.user))]
+#[tracing::instrument(name = "remove_member", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace), user = %crate::telemetry::log_id(&path.user)))]
 pub async fn remove(
     State(state): State<AppState>,
     PlatformOnly(caller): PlatformOnly,

@@ -95,7 +95,7 @@ impl ReplyView {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "serve_reply", skip_all, fields(workspace = %path.workspace, reply = %body.reply_id))]
+#[tracing::instrument(name = "serve_reply", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace), reply = %crate::telemetry::log_id(&body.reply_id)))]
 pub async fn serve(
     State(state): State<AppState>,
     PlatformOrRuntime(caller): PlatformOrRuntime,
@@ -124,7 +124,7 @@ pub async fn serve(
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "usage", skip_all, fields(workspace = %path.workspace))]
+#[tracing::instrument(name = "usage", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace)))]
 pub async fn usage(
     State(state): State<AppState>,
     _caller: PlatformOrRuntime,

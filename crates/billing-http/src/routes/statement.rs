@@ -26,7 +26,7 @@ use crate::state::AppState;
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "statement", skip_all, fields(workspace = %path.workspace))]
+#[tracing::instrument(name = "statement", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace)))]
 pub async fn show(
     State(state): State<AppState>,
     _caller: PlatformOrRuntime,

@@ -32,7 +32,7 @@ pub struct TrainingAccepted {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "train_data_source", skip_all, fields(workspace = %path.workspace, data_source = %path.data_source))]
+#[tracing::instrument(name = "train_data_source", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace), data_source = %crate::telemetry::log_id(&path.data_source)))]
 pub async fn train(
     State(state): State<AppState>,
     PlatformOnly(caller): PlatformOnly,

@@ -49,7 +49,7 @@ pub struct WorkspaceCreated {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "create_workspace", skip_all, fields(workspace = %body.workspace_id))]
+#[tracing::instrument(name = "create_workspace", skip_all, fields(workspace = %crate::telemetry::log_id(&body.workspace_id)))]
 pub async fn create(
     State(state): State<AppState>,
     PlatformOnly(caller): PlatformOnly,
@@ -107,7 +107,7 @@ pub struct EventsView {
     ),
     security(("bearer" = []))
 )]
-#[tracing::instrument(name = "events", skip_all, fields(workspace = %path.workspace))]
+#[tracing::instrument(name = "events", skip_all, fields(workspace = %crate::telemetry::log_id(&path.workspace)))]
 pub async fn events(
     State(state): State<AppState>,
     _caller: PlatformOrRuntime,

@@ -508,32 +508,30 @@ fn needs_fresh_state(result: &Result<Outcome, EngineError>) -> bool {
     }
 }
 
+/// The event this batch already decided for the reply (`b'r'`) or grant
+/// (`b'g'`) id `id` of `job`'s workspace.
+fn first_in_batch(plan: &Plan, job: &Job, kind: u8, id: &str) -> Option<WorkspaceEvent> {
+    plan.decided
+        .get(&decided_key(&job.workspace, kind, id))
+        .and_then(|i| plan.projection.get(*i))
+        .filter(|e| e.workspace_id == job.workspace.as_str())
+        .map(|e| e.event.clone())
+}
+
 /// Before deciding a reply or grant, gives the aggregate the first answer
 /// of its id if this batch (or the store, after a conflict) already holds
 /// one that the aggregate's bounded memory let go.
 fn remember_from_plan(entry: &mut Entry, job: &Job, plan: &Plan) {
     match &job.action {
         Action::ServeReply { reply_id, .. } if entry.state.reply(reply_id).is_none() => {
-            let first = plan
-                .decided
-                .get(&decided_key(&job.workspace, b'r', reply_id.as_str()))
-                .and_then(|i| plan.projection.get(*i))
-                .filter(|e| e.workspace_id == job.workspace.as_str())
-                .map(|e| e.event.clone());
-            if let Some(event) = first {
+            if let Some(event) = first_in_batch(plan, job, b'r', reply_id.as_str()) {
                 remember_event(&mut entry.state, &event);
             } else if let Some(record) = plan.known.replies.get(&(job.workspace.clone(), reply_id.clone())) {
                 entry.state.remember_reply(reply_id.clone(), record.clone());
             }
         }
         Action::GrantCredits { grant_id, .. } if entry.state.grant(grant_id).is_none() => {
-            let first = plan
-                .decided
-                .get(&decided_key(&job.workspace, b'g', grant_id.as_str()))
-                .and_then(|i| plan.projection.get(*i))
-                .filter(|e| e.workspace_id == job.workspace.as_str())
-                .map(|e| e.event.clone());
-            if let Some(event) = first {
+            if let Some(event) = first_in_batch(plan, job, b'g', grant_id.as_str()) {
                 remember_event(&mut entry.state, &event);
             } else if let Some(record) = plan.known.grants.get(&(job.workspace.clone(), grant_id.clone())) {
                 entry.state.remember_grant(grant_id.clone(), record.clone());

@@ -3,8 +3,8 @@
 
 use billing_domain::Metering;
 use billing_engine::Engine;
+use billing_reliability::nats::OwnNats;
 use billing_testkit::{both_backends, engine, engine_config, Backend, TestDb};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -63,62 +63,11 @@ async fn a_relay_killed_while_behind_publishes_everything_once(backend: Backend)
     engine.shutdown().await;
 }
 
-/// A nats-server of this test's own, on its own port and store directory.
-struct OwnNats {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl OwnNats {
-    fn start() -> OwnNats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = OwnNats { port, dir: tempfile::tempdir().unwrap(), child: None };
-        server.restart();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("/usr/sbin/nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server");
-        self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nats-server did not start on {}", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 async fn commands_keep_succeeding_while_nats_is_down(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let engine = Engine::start(store.clone(), engine_config(&store, Metering::Enabled)).await.unwrap();
-    let mut nats = OwnNats::start();
+    let mut nats = tokio::task::block_in_place(OwnNats::start);
     let stream = TestStream::on(&nats.url());
     let (stop, relay) = start_relay(&engine, &stream.config);
     workload(&engine, &WORKSPACES[..2], 100, 8).await;
@@ -128,7 +77,7 @@ async fn commands_keep_succeeding_while_nats_is_down(backend: Backend) {
     let during = workload(&engine, &WORKSPACES[2..], 100, 8).await;
     assert_eq!(during, 2 * 100);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    nats.restart();
+    tokio::task::block_in_place(|| nats.start_again());
     let total = engine.store().event_count().await.unwrap();
     assert_eq!(stream.wait_for(total, Duration::from_secs(60)).await, total, "the stream did not catch up");
     assert_stream_mirrors_the_log(&stream, &engine, &WORKSPACES).await;

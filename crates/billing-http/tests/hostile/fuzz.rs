@@ -521,7 +521,10 @@ fn fuzz(app: &Harness, cases: u32, seed: u64, db_down: bool) -> Seen {
         );
         if answer.status == 503 {
             prop_assert!(db_down, "{what}");
-            prop_assert_eq!(answer.code(), "unavailable", "{}", what);
+            // A HEAD answer carries no body to hold the code.
+            if case.method != b"HEAD" {
+                prop_assert_eq!(answer.code(), "unavailable", "{}", what);
+            }
             seen.unavailable += 1;
         } else {
             prop_assert!(answer.status < 500, "{what}");

@@ -15,7 +15,9 @@ mod events;
 mod record;
 mod relay;
 
-pub use events::{AppendBatch, AppendReceipt, EventKey, LoadedWorkspace, NewEvent, NewSecret, NewSnapshot};
+pub use events::{
+    postgres_log_reads, AppendBatch, AppendReceipt, EventKey, LoadedWorkspace, NewEvent, NewSecret, NewSnapshot,
+};
 pub use record::{decode_payload, upcasters, Cursor, StoredEvent};
 pub use relay::Leadership;
 

@@ -7,6 +7,7 @@ mod defects;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod plans;
 mod recovery;
 mod sequences;
 mod tables;

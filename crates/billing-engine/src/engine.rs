@@ -50,6 +50,12 @@ pub struct EngineConfig {
     /// Run the in-process projector. Off only in tests that simulate a
     /// crash between commit and projection.
     pub run_projector: bool,
+    /// How long handed-over events wait to be projected together
+    /// ([`PROJECTOR_WINDOW`]).
+    pub projector_window: Duration,
+    /// Events one projector transaction applies from the hand-off at most
+    /// ([`PROJECTOR_CHUNK_EVENTS`]; `usize::MAX`: a whole window in one).
+    pub projector_chunk_events: usize,
     pub metrics: Arc<Metrics>,
 }
 
@@ -67,6 +73,8 @@ impl EngineConfig {
             cached_workspaces_max: CACHED_WORKSPACES_MAX,
             batch_commands_max: BATCH_COMMANDS_MAX,
             run_projector: true,
+            projector_window: PROJECTOR_WINDOW,
+            projector_chunk_events: PROJECTOR_CHUNK_EVENTS,
             metrics: Arc::new(Metrics::unregistered()),
         }
     }
@@ -140,6 +148,8 @@ impl Engine {
                 cursor: Cursor::START,
                 stop: stop_rx,
                 failing: projector_failing.clone(),
+                window: config.projector_window,
+                chunk_events: config.projector_chunk_events,
                 metrics: config.metrics.clone(),
             };
             tokio::spawn(task.run())
@@ -374,6 +384,17 @@ pub const PROJECTOR_FEED_EVENTS_MAX: usize = 20_000;
 /// asks the projector to apply at once).
 pub const PROJECTOR_WINDOW: Duration = Duration::from_millis(200);
 
+/// Events one projector transaction applies from the hand-off at most: a
+/// flush of a whole window is cut into transactions of this size, with a
+/// pause between them as long as the last one took (at most
+/// [`PROJECTOR_PAUSE_MAX`]), so that the projector never holds Postgres for
+/// long while the writers' callers wait (the p99 at half rate,
+/// `bench --scenarios latency`, docs/performance.md).
+pub const PROJECTOR_CHUNK_EVENTS: usize = 256;
+
+/// The longest pause between two chunks of a flush.
+pub const PROJECTOR_PAUSE_MAX: Duration = Duration::from_millis(10);
+
 /// Handed-over events not yet applied.
 #[derive(Default)]
 struct Pending {
@@ -416,6 +437,8 @@ struct ProjectorTask {
     stop: watch::Receiver<bool>,
     /// Shared with [`Inner::projector_failing`].
     failing: Arc<AtomicBool>,
+    window: Duration,
+    chunk_events: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -435,7 +458,7 @@ impl ProjectorTask {
         scan.tick().await;
         let mut pending = Pending::default();
         loop {
-            let deadline = pending.oldest.map(|t| t + PROJECTOR_WINDOW);
+            let deadline = pending.oldest.map(|t| t + self.window);
             tokio::select! {
                 fed = self.feed_rx.recv() => match fed {
                     Some(fed) => {
@@ -449,6 +472,9 @@ impl ProjectorTask {
                 _ = self.flush_requested.notified(), if !pending.events.is_empty() => self.flush(&mut pending).await,
                 _ = sleep_until_or_forever(deadline) => self.flush(&mut pending).await,
                 _ = scan.tick() => {
+                    // What the hand-off holds is applied from memory first:
+                    // the scan would otherwise read it back from the log.
+                    self.flush(&mut pending).await;
                     let _ = self.scan().await;
                 }
                 _ = stopping(&mut self.stop) => {
@@ -469,36 +495,61 @@ impl ProjectorTask {
         }
     }
 
-    /// Applies every pending handed-over event in one transaction; anything
-    /// left out (or a failure) is taken from the log instead.
+    /// Applies every pending handed-over event, and every batch already
+    /// waiting in the hand-off, in chunks of [`PROJECTOR_CHUNK_EVENTS`];
+    /// anything left out (or a failure) is taken from the log instead. Taking what waits keeps a
+    /// projector that fell behind from flushing one old batch at a time
+    /// (each past its window at once), which it could never catch up from.
     async fn flush(&mut self, pending: &mut Pending) {
+        while pending.events.len() < PROJECTOR_FEED_EVENTS_MAX {
+            match self.feed_rx.try_recv() {
+                Ok(fed) => pending.push(fed),
+                Err(_) => break,
+            }
+        }
         if pending.events.is_empty() {
             return;
         }
-        let Pending { number, oldest, events } = std::mem::take(pending);
+        let Pending { number, oldest, mut events } = std::mem::take(pending);
         self.feed.taken(events.len() as u64);
         if let Some(oldest) = oldest {
             self.metrics.projection_lag_seconds.set(oldest.elapsed().as_secs_f64());
         }
-        let started = Instant::now();
-        let complete = match self.projector.apply_leaving_holes(&events).await {
-            Ok(applied) => {
-                self.metrics.projected_events.inc_by(applied.applied);
-                tracing::trace!(
-                    events = events.len(),
-                    applied = applied.applied,
-                    left = applied.left,
-                    took_us = started.elapsed().as_micros() as u64,
-                    "projected handed-over events"
-                );
-                applied.left == 0
+        // A workspace's events stay in their order (the sort is stable) and
+        // mostly in one chunk, so each of its balance, usage and offset rows
+        // is still written once per flush.
+        events.sort_by(|a, b| a.workspace_id.cmp(&b.workspace_id));
+        let mut complete = true;
+        let chunks = events.chunks(self.chunk_events.max(1));
+        let count = chunks.len();
+        for (i, chunk) in chunks.enumerate() {
+            let started = Instant::now();
+            match self.projector.apply_leaving_holes(chunk).await {
+                Ok(applied) => {
+                    self.metrics.projected_events.inc_by(applied.applied);
+                    tracing::trace!(
+                        events = chunk.len(),
+                        applied = applied.applied,
+                        left = applied.left,
+                        took_us = started.elapsed().as_micros() as u64,
+                        "projected handed-over events"
+                    );
+                    complete &= applied.left == 0;
+                }
+                Err(err) => {
+                    self.failing.store(true, Ordering::Relaxed);
+                    tracing::warn!(error = %err, "projecting handed-over events failed; reading the log instead");
+                    complete = false;
+                    break;
+                }
             }
-            Err(err) => {
-                self.failing.store(true, Ordering::Relaxed);
-                tracing::warn!(error = %err, "projecting handed-over events failed; reading the log instead");
-                false
+            // Between chunks, the writers get the cores back for as long as
+            // the chunk took, unless the hand-off is filling up.
+            let keeping_up = self.feed.queued_events() < PROJECTOR_FEED_EVENTS_MAX as u64 / 2;
+            if i + 1 < count && keeping_up {
+                tokio::time::sleep(started.elapsed().min(PROJECTOR_PAUSE_MAX)).await;
             }
-        };
+        }
         if complete || self.scan_until_stopped().await {
             self.projected.send_if_modified(|p| std::mem::replace(p, (*p).max(number)) < number);
         }

@@ -1,7 +1,9 @@
 //! Property test on the real databases: random command sequences over
 //! several workspaces, sent in concurrent groups (so that group commits
 //! hold many workspaces), then the projection tables equal a fresh fold of
-//! the stored events, and a full rebuild gives identical tables.
+//! the stored events, and a full rebuild gives identical tables. The
+//! projector's flushes are cut into chunks of a random size, so that a
+//! workspace's events often span several projection transactions.
 
 use billing_domain::*;
 use billing_engine::projection::{Projector, IN_PROCESS_PROJECTOR};
@@ -89,9 +91,12 @@ fn action(workspace: &str, op: &Op) -> Action {
     }
 }
 
-async fn run(backend: Backend, steps: Vec<(usize, Op, usize)>, group: usize) {
+async fn run(backend: Backend, steps: Vec<(usize, Op, usize)>, group: usize, chunk: usize) {
     let db = TestDb::new(backend).await;
-    let engine = billing_testkit::engine(&db).await;
+    let store = db.store().await;
+    let mut config = billing_testkit::engine_config(&store, Metering::Enabled);
+    config.projector_chunk_events = chunk;
+    let engine = Engine::start(store, config).await.unwrap();
     for w in WORKSPACES {
         // Most workspaces exist, so that rules get exercised.
         let _ = engine.execute(WorkspaceId::parse(w).unwrap(), None, Channel::Platform, action(w, &Op::Create)).await;
@@ -129,9 +134,14 @@ async fn run(backend: Backend, steps: Vec<(usize, Op, usize)>, group: usize) {
     }
 }
 
-fn check(backend: Backend, steps: Vec<(usize, Op, usize)>, group: usize) {
+/// Events per projection transaction: a few, or a whole flush in one.
+fn chunk() -> impl Strategy<Value = usize> {
+    prop_oneof![3 => 1usize..6, 1 => Just(usize::MAX)]
+}
+
+fn check(backend: Backend, steps: Vec<(usize, Op, usize)>, group: usize, chunk: usize) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(run(backend, steps, group));
+    rt.block_on(run(backend, steps, group, chunk));
 }
 
 proptest! {
@@ -139,15 +149,15 @@ proptest! {
 
     #[test]
     fn projections_equal_the_fold_of_the_events_on_sqlite(
-        steps in prop::collection::vec(step(), 1..80), group in 1usize..12,
+        steps in prop::collection::vec(step(), 1..80), group in 1usize..12, chunk in chunk(),
     ) {
-        check(Backend::Sqlite, steps, group);
+        check(Backend::Sqlite, steps, group, chunk);
     }
 
     #[test]
     fn projections_equal_the_fold_of_the_events_on_postgres(
-        steps in prop::collection::vec(step(), 1..80), group in 1usize..12,
+        steps in prop::collection::vec(step(), 1..80), group in 1usize..12, chunk in chunk(),
     ) {
-        check(Backend::Postgres, steps, group);
+        check(Backend::Postgres, steps, group, chunk);
     }
 }

@@ -9,9 +9,12 @@
 //! - [`load`]: closed- and open-loop load generators with latency figures.
 //! - [`scenarios`]: the engine, out-of-the-box cqrs-es + postgres-es, the
 //!   raw database, HTTP, long histories, memory and replay.
+//! - [`pgstat`]: what a run cost the Postgres server (WAL, full pages,
+//!   blocks read), from its statistics.
 //! - [`report`]: the table, with every figure beside its baseline.
 
 pub mod load;
+pub mod pgstat;
 pub mod report;
 pub mod scenarios;
 

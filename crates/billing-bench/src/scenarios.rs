@@ -1,6 +1,7 @@
 //! The scenarios of the performance issue, each in a database of its own.
 
 use billing_domain::*;
+use billing_engine::projection::IN_PROCESS_PROJECTOR;
 use billing_engine::{Db, Engine, EngineConfig, Outcome, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::postgres::PgPoolOptions;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::load::{closed_loop, open_loop, CpuSample, Run};
+use crate::pgstat::{PerRequest, PgStats};
 use crate::report::Report;
 
 /// Concurrent callers of the contention scenarios.
@@ -33,14 +35,18 @@ pub enum Scenario {
     /// What each design choice buys: the engine on Postgres with one of
     /// them turned off at a time, beside the engine as shipped.
     Choices,
+    /// What the slowest percent at half rate waits for: the open loop with
+    /// the projector's work moved out of its way, one variant at a time.
+    Latency,
 }
 
 impl Scenario {
     /// In the order they run: replay measures its children's peak memory,
     /// so it runs before memory starts a large child of its own.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Postgres,
         Scenario::Choices,
+        Scenario::Latency,
         Scenario::History,
         Scenario::Sqlite,
         Scenario::Http,
@@ -61,6 +67,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Replay => "replay",
             Scenario::Choices => "choices",
+            Scenario::Latency => "latency",
         }
     }
 }
@@ -95,6 +102,7 @@ pub async fn run(options: &Options) -> Result<Report, String> {
             Scenario::Memory => memory(options, &mut report).await?,
             Scenario::Replay => replay(options, &mut report).await?,
             Scenario::Choices => choices(options, &mut report).await?,
+            Scenario::Latency => latency(options, &mut report).await?,
         }
     }
     Ok(report)
@@ -209,9 +217,20 @@ async fn prepare(engine: &Engine, first: u64, count: u64) -> Result<(), String> 
     Ok(())
 }
 
+/// The id of reply number `i`: a different one for every `i`, in no order
+/// (a bijective mix of `i`), as the platform's random reply ids are. Ids in
+/// counting order would all land at one end of the idempotency index and
+/// hide what a long history costs it.
+fn reply_id(i: u64) -> String {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    format!("r{:016x}", z ^ (z >> 31))
+}
+
 fn reply_action(i: u64, model: &str) -> Action {
     Action::ServeReply {
-        reply_id: ReplyId::parse(&format!("r{i}")).unwrap_or_else(|_| unreachable!()),
+        reply_id: ReplyId::parse(&reply_id(i)).unwrap_or_else(|_| unreachable!()),
         agent_id: AgentId::parse("agent").unwrap_or_else(|_| unreachable!()),
         model: model.to_owned(),
     }
@@ -435,6 +454,69 @@ async fn choices(options: &Options, report: &mut Report) -> Result<(), String> {
 /// Rounds of [`choices`].
 const CHOICE_ROUNDS: u32 = 2;
 
+/// One engine configuration of [`latency`].
+struct LatencyVariant {
+    name: &'static str,
+    change: fn(&mut EngineConfig),
+}
+
+const LATENCY_VARIANTS: [LatencyVariant; 4] = [
+    LatencyVariant { name: "as shipped (window 200 ms, chunks of 256 events, paused)", change: |_| {} },
+    LatencyVariant { name: "a flush in one transaction, no pauses", change: |c| c.projector_chunk_events = usize::MAX },
+    LatencyVariant {
+        name: "projector window 20 ms, one transaction",
+        change: |c| {
+            c.projector_window = Duration::from_millis(20);
+            c.projector_chunk_events = usize::MAX;
+        },
+    },
+    LatencyVariant { name: "no projector during the run (caught up after)", change: |c| c.run_projector = false },
+];
+
+/// The half-rate open loop of the Postgres scenario, each variant in a
+/// database of its own at the same rate: half what the engine as shipped
+/// answers in a closed loop on the same fresh database. The server's
+/// counters say whether a checkpoint ran during the loop.
+async fn latency(options: &Options, report: &mut Report) -> Result<(), String> {
+    let mut rate_half = None;
+    for variant in &LATENCY_VARIANTS {
+        let db = BenchDb::postgres(&options.postgres_admin_url).await?;
+        let store = db.store().await?;
+        let engine = engine_with(&store, variant.change).await?;
+        prepare(&engine, 0, WORKSPACES).await?;
+        let warm = engine_replies(&engine, 0, WORKSPACES, options.count(60_000), "closed loop (warm-up)").await;
+        let rate = *rate_half.get_or_insert(warm.rate() / 2.0);
+        let stats = PgStats::connect(&options.postgres_admin_url, db.name.as_deref().unwrap_or_default()).await?;
+        let before = stats.sample().await?;
+        let half = open_rate(&engine, rate, options.count(100_000), warm.ok).await;
+        let after = stats.sample().await?;
+        stats.close().await;
+        engine.shutdown().await;
+        // What a projector-less run committed is projected now, before the checks.
+        let projector = billing_engine::projection::Projector::new(store.clone(), IN_PROCESS_PROJECTOR);
+        projector.catch_up(&store, |_| {}).await.map_err(|e| e.to_string())?;
+        let engine = engine_on(&store).await?;
+        check(report, &store, &engine, warm.ok + half.ok, variant.name).await;
+        engine.shutdown().await;
+        store.db().close().await;
+        db.drop_now().await;
+        let checkpoints = after.checkpoints - before.checkpoints;
+        report.row(
+            format!("latency at {rate:.0}/s: {}", variant.name),
+            format!(
+                "p99 {:.2} ms, p99.9 {:.2} ms (p50 {:.2} ms, {checkpoints} checkpoints; closed loop {:.0}/s)",
+                half.percentile_ms(0.99),
+                half.percentile_ms(0.999),
+                half.percentile_ms(0.5),
+                warm.rate()
+            ),
+            "p99 <= 10 ms",
+            Some(half.percentile_ms(0.99) <= 10.0),
+        );
+    }
+    Ok(())
+}
+
 /// An open loop at `rate` over the 1,000 workspaces, reply ids after `offset`.
 async fn open_rate(engine: &Engine, rate: f64, total: u64, offset: u64) -> Run {
     let engine = engine.clone();
@@ -547,7 +629,7 @@ async fn raw_ceiling(options: &Options) -> Result<f64, String> {
                             .push_bind("1")
                             .push_bind(&payload)
                             .push_bind(&metadata)
-                            .push_bind(format!("reply:r{n}"));
+                            .push_bind(format!("reply:{}", reply_id(n)));
                     });
                     if qb.build().execute(&pool).await.is_err() {
                         return false;
@@ -597,20 +679,47 @@ async fn history(options: &Options, report: &mut Report) -> Result<(), String> {
     .await;
     build.finish_and_clear();
     engine.shutdown().await;
-    // A fresh engine: both workspaces are loaded from the store.
-    let engine = engine_on(&store).await?;
+    store.db().close().await;
+    // Each run has an engine of its own (both workspaces are loaded from
+    // the store) and starts from a checkpoint, so both pay the same
+    // full-page images; the server's counters tell what each cost it.
+    let stats = PgStats::connect(&options.postgres_admin_url, db.name.as_deref().unwrap_or_default()).await?;
     let n = options.count(100_000);
     let mut long_runs = Vec::new();
     let mut new_runs = Vec::new();
     for round in 0..2u64 {
         let offset = 10_000_000 * (round + 1);
-        new_runs.push(one_workspace(&engine, 1, n, offset, "new workspace").await);
-        long_runs.push(one_workspace(&engine, 0, n, offset, "workspace with a long history").await);
+        new_runs.push(counted_run(&db, &stats, 1, n, offset, "new workspace").await?);
+        long_runs.push(counted_run(&db, &stats, 0, n, offset, "workspace with a long history").await?);
     }
-    let best = |runs: &[Run]| runs.iter().max_by(|a, b| a.rate().total_cmp(&b.rate())).cloned().unwrap_or_default();
-    let (long_run, new_run) = (best(&long_runs), best(&new_runs));
-    check(report, &store, &engine, built.ok + long_runs.iter().chain(&new_runs).map(|r| r.ok).sum::<u64>(), "history")
-        .await;
+    // The same pair with the server compressing full-page images (a
+    // superuser's setting, here for this database only).
+    let compressed = match stats.set_database("wal_compression", "lz4").await {
+        Ok(()) => {
+            let mut long = Vec::new();
+            let mut new = Vec::new();
+            for round in 2..4u64 {
+                let offset = 10_000_000 * (round + 1);
+                new.push(counted_run(&db, &stats, 1, n, offset, "new workspace, wal_compression lz4").await?);
+                long.push(counted_run(&db, &stats, 0, n, offset, "long history, wal_compression lz4").await?);
+            }
+            Some((long, new))
+        }
+        Err(err) => {
+            eprintln!("  wal_compression = lz4 is not available here: {err}");
+            None
+        }
+    };
+    stats.close().await;
+    let best = |runs: &[(Run, PerRequest)]| {
+        runs.iter().max_by(|a, b| a.0.rate().total_cmp(&b.0.rate())).cloned().unwrap_or_default()
+    };
+    let ((long_run, long_cost), (new_run, new_cost)) = (best(&long_runs), best(&new_runs));
+    let store = db.store().await?;
+    let engine = engine_on(&store).await?;
+    let compressed_runs = compressed.iter().flat_map(|(l, n)| l.iter().chain(n));
+    let acknowledged = built.ok + long_runs.iter().chain(&new_runs).chain(compressed_runs).map(|r| r.0.ok).sum::<u64>();
+    check(report, &store, &engine, acknowledged, "history").await;
     let ratio = long_run.rate() / new_run.rate().max(1e-9);
     report.row(
         format!("replies/s, workspace with {} events (hot, 64 callers)", built.ok),
@@ -630,10 +739,55 @@ async fn history(options: &Options, report: &mut Report) -> Result<(), String> {
         ">= 95%, same p99",
         Some(ratio >= 0.95 && long_run.percentile_ms(0.99) <= new_run.percentile_ms(0.99) * 1.25 + 0.5),
     );
+    report.row("  Postgres cost, long history", long_cost.to_string(), "", None);
+    report.row("  Postgres cost, new workspace", new_cost.to_string(), "", None);
+    if let Some((long, new)) = &compressed {
+        let ((long_run, long_cost), (new_run, new_cost)) = (best(long), best(new));
+        report.row(
+            "  with wal_compression = lz4: long / new",
+            format!(
+                "{:.0}% ({:.0}/s vs {:.0}/s), p99 {:.2} ms vs {:.2} ms",
+                long_run.rate() / new_run.rate().max(1e-9) * 100.0,
+                long_run.rate(),
+                new_run.rate(),
+                long_run.percentile_ms(0.99),
+                new_run.percentile_ms(0.99)
+            ),
+            "a deployment choice",
+            None,
+        );
+        report.row("  Postgres cost, long history, lz4", long_cost.to_string(), "", None);
+        report.row("  Postgres cost, new workspace, lz4", new_cost.to_string(), "", None);
+    }
     engine.shutdown().await;
     store.db().close().await;
     db.drop_now().await;
     Ok(())
+}
+
+/// [`one_workspace`] on an engine of its own, from a checkpoint, with what
+/// it cost the server (the engine's pool is closed before the second
+/// sample, so every backend has reported its counters).
+async fn counted_run(
+    db: &BenchDb,
+    stats: &PgStats,
+    workspace: u64,
+    total: u64,
+    offset: u64,
+    what: &str,
+) -> Result<(Run, PerRequest), String> {
+    let store = db.store().await?;
+    let engine = engine_on(&store).await?;
+    stats.checkpoint().await?;
+    let before = stats.sample().await?;
+    let run = one_workspace(&engine, workspace, total, offset, what).await;
+    engine.shutdown().await;
+    store.db().close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = stats.sample().await?;
+    let cost = after.per_request(&before, run.ok);
+    eprintln!("  {what}: {}; {cost}", rate(&run));
+    Ok((run, cost))
 }
 
 async fn one_workspace(engine: &Engine, workspace: u64, total: u64, offset: u64, what: &str) -> Run {
@@ -666,7 +820,17 @@ async fn sqlite(options: &Options, report: &mut Report) -> Result<(), String> {
     let store = db.store().await?;
     let engine = engine_on(&store).await?;
     prepare(&engine, 0, WORKSPACES).await?;
+    let cpu_before = CpuSample::now("");
+    let started = Instant::now();
     let run = engine_replies(&engine, 0, WORKSPACES, options.count(300_000), "SQLite, 1,000 workspaces").await;
+    let (own_us, _) = CpuSample::now("").per_request_us(&cpu_before, run.requests);
+    let busy = own_us * run.requests as f64 / started.elapsed().as_secs_f64().max(1e-9) / 1e4;
+    report.row(
+        "  CPU per reply, the one process (SQLite runs in it)",
+        format!("{own_us:.1} us; both cores {busy:.0}% busy on average"),
+        "<= 66 us for 30,000/s",
+        None,
+    );
     check(report, &store, &engine, run.ok, "SQLite").await;
     report.row(
         "replies/s, SQLite embedded default, 64 callers",
@@ -697,6 +861,8 @@ async fn http(options: &Options, report: &mut Report) -> Result<(), String> {
     }));
     let client = reqwest::Client::builder().pool_max_idle_per_host(CALLERS).build().map_err(|e| e.to_string())?;
     let total = options.count(200_000);
+    let database = db.name.clone().unwrap_or_default();
+    let cpu_before = CpuSample::now(&database);
     let progress = bar(total, "HTTP, 1,000 workspaces");
     let run = closed_loop(
         CALLERS,
@@ -719,6 +885,13 @@ async fn http(options: &Options, report: &mut Report) -> Result<(), String> {
     )
     .await;
     progress.finish_and_clear();
+    let (own_us, pg_us) = CpuSample::now(&database).per_request_us(&cpu_before, run.requests);
+    report.row(
+        "  CPU per reply over HTTP: serve + load generator process, + Postgres",
+        format!("{own_us:.1} us + {pg_us:.1} us = {:.1} us", own_us + pg_us),
+        "<= 133 us for 15,000/s",
+        None,
+    );
     let _ = stop.send(());
     let _ = server.await;
     check(report, &store, &engine, run.ok, "HTTP").await;

@@ -457,6 +457,7 @@ impl ProjectorTask {
         let mut scan = tokio::time::interval(PROJECTOR_SCAN_EVERY);
         scan.tick().await;
         let mut pending = Pending::default();
+        let mut last_head = None;
         loop {
             let deadline = pending.oldest.map(|t| t + self.window);
             tokio::select! {
@@ -472,10 +473,20 @@ impl ProjectorTask {
                 _ = self.flush_requested.notified(), if !pending.events.is_empty() => self.flush(&mut pending).await,
                 _ = sleep_until_or_forever(deadline) => self.flush(&mut pending).await,
                 _ = scan.tick() => {
-                    // What the hand-off holds is applied from memory first:
-                    // the scan would otherwise read it back from the log.
-                    self.flush(&mut pending).await;
-                    let _ = self.scan().await;
+                    // The pass goes to the head the previous tick saw, not
+                    // today's: whatever this process committed below that
+                    // head reached the hand-off long ago and is applied, so
+                    // the pass reads only keys. (Today's head also holds
+                    // batches committed a moment ago whose hand-off is still
+                    // on its way; the pass would apply them again from the
+                    // log, in one burst, while the writers' callers wait.)
+                    // What other processes commit is applied one tick later.
+                    let target = last_head;
+                    last_head = self.store.head().await.ok();
+                    if let Some(target) = target {
+                        self.flush(&mut pending).await;
+                        let _ = self.scan_to(target, true).await;
+                    }
                 }
                 _ = stopping(&mut self.stop) => {
                     while let Ok(fed) = self.feed_rx.try_recv() {
@@ -582,8 +593,17 @@ impl ProjectorTask {
     /// page has something to apply.
     async fn scan(&mut self) -> Result<(), StoreError> {
         let target = self.store.head().await?;
+        self.scan_to(target, false).await
+    }
+
+    /// [`ProjectorTask::scan`] up to `target`.
+    /// `paced`: the periodic pass pauses after each page as long as the
+    /// page took (at most [`PROJECTOR_PAUSE_MAX`]), as a flush does between
+    /// its chunks, so the writers' callers never wait behind a run of pages.
+    async fn scan_to(&mut self, target: Cursor, paced: bool) -> Result<(), StoreError> {
         let started = Instant::now();
         while self.cursor < target {
+            let page_started = Instant::now();
             let keys = self.store.event_keys_after(self.cursor, PROJECT_BATCH_EVENTS_MAX).await?;
             let Some(last) = keys.last() else {
                 // Behind a transaction of this database still open.
@@ -611,6 +631,9 @@ impl ProjectorTask {
                 tracing::trace!(events = events.len(), applied = applied.applied, "projected events read from the log");
             }
             self.cursor = next;
+            if paced && self.cursor < target {
+                tokio::time::sleep(page_started.elapsed().min(PROJECTOR_PAUSE_MAX)).await;
+            }
         }
         self.projector.save_cursor(self.cursor).await?;
         self.observe_lag();

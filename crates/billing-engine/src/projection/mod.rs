@@ -125,6 +125,21 @@ impl Projector {
     /// The offsets of `workspaces` (absent: nothing applied yet).
     pub async fn offsets_of(&self, workspaces: &[&str]) -> Result<HashMap<String, u64>, StoreError> {
         let mut offsets = HashMap::with_capacity(workspaces.len());
+        if let crate::db::Db::Postgres(pg) = self.store.db() {
+            // One array parameter: the statement's text never changes, so it
+            // is prepared once (an IN list of n parameters is a new
+            // statement for every n).
+            let rows =
+                sqlx::query("SELECT workspace_id, last_sequence FROM projection_offsets WHERE workspace_id = ANY($1)")
+                    .bind(workspaces)
+                    .fetch_all(&pg.pool)
+                    .await?;
+            for row in rows {
+                let sequence: i64 = row.try_get(1)?;
+                offsets.insert(row.try_get(0)?, u64::try_from(sequence).unwrap_or(0));
+            }
+            return Ok(offsets);
+        }
         on_pool!(self.store.db(), reader, |pool| {
             for chunk in workspaces.chunks(crate::store::ROWS_PER_STATEMENT_MAX) {
                 let mut qb = sqlx::QueryBuilder::new(

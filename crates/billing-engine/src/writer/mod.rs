@@ -181,6 +181,7 @@ impl ShardWriter {
         }
         let mut known = Known::default();
         let mut attempt = 1;
+        let started = std::time::Instant::now();
         loop {
             let (plan, results) = self.decide_all(&jobs, &known).await;
             if plan.poisoned {
@@ -208,6 +209,7 @@ impl ShardWriter {
                         commands = jobs.len(),
                         events = plan.batch.events.len(),
                         attempt,
+                        took_us = started.elapsed().as_micros() as u64,
                         "group commit stored"
                     );
                     raise(&self.committed, receipt.cursor);

@@ -21,18 +21,28 @@ pub struct PgCounters {
     /// Blocks of the database found in shared buffers.
     pub blks_hit: i64,
     pub checkpoints: i64,
+    /// Autovacuum and autoanalyze runs on the database's tables.
+    pub autovacuums: i64,
 }
 
-/// A connection to the server's `postgres` database, apart from the run's.
+/// A connection to the server's `postgres` database, apart from the run's,
+/// and one to the run's database for its tables' counters.
 pub struct PgStats {
     pool: PgPool,
+    own: PgPool,
     database: String,
 }
 
 impl PgStats {
     pub async fn connect(admin_url: &str, database: &str) -> Result<PgStats, String> {
         let pool = PgPoolOptions::new().max_connections(1).connect(admin_url).await.map_err(|e| e.to_string())?;
-        Ok(PgStats { pool, database: database.to_owned() })
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin_url);
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{base}/{database}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(PgStats { pool, own, database: database.to_owned() })
     }
 
     pub async fn sample(&self) -> Result<PgCounters, String> {
@@ -52,7 +62,13 @@ impl PgStats {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(PgCounters { wal_bytes, wal_fpi, blks_read, blks_hit, checkpoints })
+        let (autovacuums,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(SUM(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_user_tables",
+        )
+        .fetch_one(&self.own)
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(PgCounters { wal_bytes, wal_fpi, blks_read, blks_hit, checkpoints, autovacuums })
     }
 
     /// Writes every dirty buffer and starts the next WAL stretch from a
@@ -73,6 +89,7 @@ impl PgStats {
     }
 
     pub async fn close(self) {
+        self.own.close().await;
         self.pool.close().await;
     }
 }
@@ -88,6 +105,7 @@ impl PgCounters {
             blks_read: (self.blks_read - earlier.blks_read) as f64 / n,
             blks_hit: (self.blks_hit - earlier.blks_hit) as f64 / n,
             checkpoints: self.checkpoints - earlier.checkpoints,
+            autovacuums: self.autovacuums - earlier.autovacuums,
         }
     }
 }
@@ -101,14 +119,16 @@ pub struct PerRequest {
     pub blks_hit: f64,
     /// Not divided: how many checkpoints ran.
     pub checkpoints: i64,
+    /// Not divided: how many autovacuum or autoanalyze runs ended.
+    pub autovacuums: i64,
 }
 
 impl std::fmt::Display for PerRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.0} B WAL, {:.2} full pages, {:.2} blocks read + {:.1} hit per reply; {} checkpoints",
-            self.wal_bytes, self.wal_fpi, self.blks_read, self.blks_hit, self.checkpoints
+            "{:.0} B WAL, {:.2} full pages, {:.2} blocks read + {:.1} hit per reply; {} checkpoints, {} autovacuums",
+            self.wal_bytes, self.wal_fpi, self.blks_read, self.blks_hit, self.checkpoints, self.autovacuums
         )
     }
 }

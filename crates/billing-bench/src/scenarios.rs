@@ -357,7 +357,11 @@ async fn postgres(options: &Options, report: &mut Report) -> Result<(), String> 
             ">= 10,000/s",
             Some(hot.rate() >= 10_000.0),
         );
+        let stats = PgStats::connect(&options.postgres_admin_url, &database).await?;
+        let before = stats.sample().await?;
         let half = open_rate(&engine, run.rate() / 2.0, options.count(150_000), run.ok + hot.ok).await;
+        let cost = stats.sample().await?.per_request(&before, half.ok);
+        stats.close().await;
         check(report, &store, &engine, run.ok + hot.ok + half.ok, "engine half rate").await;
         report.row(
             format!("p99 latency at half the maximum rate ({:.0}/s)", run.rate() / 2.0),
@@ -370,6 +374,7 @@ async fn postgres(options: &Options, report: &mut Report) -> Result<(), String> 
             "<= 10 ms",
             Some(half.percentile_ms(0.99) <= 10.0),
         );
+        report.row("  Postgres during the half-rate loop", cost.to_string(), "", None);
         engine.shutdown().await;
         store.db().close().await;
         db.drop_now().await;
@@ -500,11 +505,12 @@ async fn latency(options: &Options, report: &mut Report) -> Result<(), String> {
         engine.shutdown().await;
         store.db().close().await;
         db.drop_now().await;
-        let checkpoints = after.checkpoints - before.checkpoints;
+        let cost = after.per_request(&before, half.ok);
+        let (checkpoints, autovacuums) = (cost.checkpoints, cost.autovacuums);
         report.row(
             format!("latency at {rate:.0}/s: {}", variant.name),
             format!(
-                "p99 {:.2} ms, p99.9 {:.2} ms (p50 {:.2} ms, {checkpoints} checkpoints; closed loop {:.0}/s)",
+                "p99 {:.2} ms, p99.9 {:.2} ms (p50 {:.2} ms; closed loop {:.0}/s; {checkpoints} checkpoints, {autovacuums} autovacuums)",
                 half.percentile_ms(0.99),
                 half.percentile_ms(0.999),
                 half.percentile_ms(0.5),

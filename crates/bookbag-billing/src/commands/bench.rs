@@ -12,7 +12,7 @@ use crate::Failure;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Scenarios to run, comma-separated: postgres, choices, history,
-    /// sqlite, http, replay, memory (default: all).
+    /// sqlite, http, replay, memory, latency (default: all).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub scenarios: Vec<String>,
     /// Multiplies every request count (1.0 is the documented run; 0.1 is a

@@ -316,6 +316,13 @@ async fn log_figures(store: &Store) -> Result<(u64, i64, i64, i64, i64), String>
     }
 }
 
+/// A row of the CPU this process and `database`'s Postgres spent per
+/// request since `before`.
+fn cpu_row(report: &mut Report, measure: &str, before: &CpuSample, database: &str, requests: u64, target: &str) {
+    let (own_us, pg_us) = CpuSample::now(database).per_request_us(before, requests);
+    report.row(measure, format!("{own_us:.1} us + {pg_us:.1} us = {:.1} us", own_us + pg_us), target, None);
+}
+
 fn rate(run: &Run) -> String {
     format!(
         "{:.0}/s (p50 {:.2} ms, p99 {:.2} ms, n={})",
@@ -338,13 +345,8 @@ async fn postgres(options: &Options, report: &mut Report) -> Result<(), String> 
         let database = db.name.clone().unwrap_or_default();
         let cpu_before = CpuSample::now(&database);
         let run = engine_replies(&engine, 0, WORKSPACES, options.count(300_000), "engine, 1,000 workspaces").await;
-        let (own_us, pg_us) = CpuSample::now(&database).per_request_us(&cpu_before, run.requests);
-        report.row(
-            "  CPU per reply: engine process + Postgres (2 cores = 2,000,000 us/s)",
-            format!("{own_us:.1} us + {pg_us:.1} us = {:.1} us", own_us + pg_us),
-            "<= 66 us for 30,000/s",
-            None,
-        );
+        let measure = "  CPU per reply: engine process + Postgres (2 cores = 2,000,000 us/s)";
+        cpu_row(report, measure, &cpu_before, &database, run.requests, "<= 66 us for 30,000/s");
         check(report, &store, &engine, run.ok, "engine 1,000 workspaces").await;
         let hot = {
             prepare(&engine, 1_000_000, 1).await?;
@@ -691,26 +693,11 @@ async fn history(options: &Options, report: &mut Report) -> Result<(), String> {
     // full-page images; the server's counters tell what each cost it.
     let stats = PgStats::connect(&options.postgres_admin_url, db.name.as_deref().unwrap_or_default()).await?;
     let n = options.count(100_000);
-    let mut long_runs = Vec::new();
-    let mut new_runs = Vec::new();
-    for round in 0..2u64 {
-        let offset = 10_000_000 * (round + 1);
-        new_runs.push(counted_run(&db, &stats, 1, n, offset, "new workspace").await?);
-        long_runs.push(counted_run(&db, &stats, 0, n, offset, "workspace with a long history").await?);
-    }
+    let (long_runs, new_runs) = history_rounds(&db, &stats, n, 0..2, "").await?;
     // The same pair with the server compressing full-page images (a
     // superuser's setting, here for this database only).
     let compressed = match stats.set_database("wal_compression", "lz4").await {
-        Ok(()) => {
-            let mut long = Vec::new();
-            let mut new = Vec::new();
-            for round in 2..4u64 {
-                let offset = 10_000_000 * (round + 1);
-                new.push(counted_run(&db, &stats, 1, n, offset, "new workspace, wal_compression lz4").await?);
-                long.push(counted_run(&db, &stats, 0, n, offset, "long history, wal_compression lz4").await?);
-            }
-            Some((long, new))
-        }
+        Ok(()) => Some(history_rounds(&db, &stats, n, 2..4, ", wal_compression lz4").await?),
         Err(err) => {
             eprintln!("  wal_compression = lz4 is not available here: {err}");
             None
@@ -769,6 +756,25 @@ async fn history(options: &Options, report: &mut Report) -> Result<(), String> {
     store.db().close().await;
     db.drop_now().await;
     Ok(())
+}
+
+/// Rounds of a new workspace (1) then the long one (0), each a
+/// [`counted_run`] of `n` replies with ids after the round's own offset:
+/// (long runs, new runs).
+async fn history_rounds(
+    db: &BenchDb,
+    stats: &PgStats,
+    n: u64,
+    rounds: std::ops::Range<u64>,
+    label: &str,
+) -> Result<(Vec<(Run, PerRequest)>, Vec<(Run, PerRequest)>), String> {
+    let (mut long, mut new) = (Vec::new(), Vec::new());
+    for round in rounds {
+        let offset = 10_000_000 * (round + 1);
+        new.push(counted_run(db, stats, 1, n, offset, &format!("new workspace{label}")).await?);
+        long.push(counted_run(db, stats, 0, n, offset, &format!("workspace with a long history{label}")).await?);
+    }
+    Ok((long, new))
 }
 
 /// [`one_workspace`] on an engine of its own, from a checkpoint, with what
@@ -891,13 +897,8 @@ async fn http(options: &Options, report: &mut Report) -> Result<(), String> {
     )
     .await;
     progress.finish_and_clear();
-    let (own_us, pg_us) = CpuSample::now(&database).per_request_us(&cpu_before, run.requests);
-    report.row(
-        "  CPU per reply over HTTP: serve + load generator process, + Postgres",
-        format!("{own_us:.1} us + {pg_us:.1} us = {:.1} us", own_us + pg_us),
-        "<= 133 us for 15,000/s",
-        None,
-    );
+    let measure = "  CPU per reply over HTTP: serve + load generator process, + Postgres";
+    cpu_row(report, measure, &cpu_before, &database, run.requests, "<= 133 us for 15,000/s");
     let _ = stop.send(());
     let _ = server.await;
     check(report, &store, &engine, run.ok, "HTTP").await;

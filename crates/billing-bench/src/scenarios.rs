@@ -465,20 +465,55 @@ const CHOICE_ROUNDS: u32 = 2;
 struct LatencyVariant {
     name: &'static str,
     change: fn(&mut EngineConfig),
+    /// A `CHECKPOINT` this long into the loop.
+    checkpoint_after: Option<Duration>,
 }
 
-const LATENCY_VARIANTS: [LatencyVariant; 4] = [
-    LatencyVariant { name: "as shipped (window 200 ms, chunks of 256 events, paused)", change: |_| {} },
-    LatencyVariant { name: "a flush in one transaction, no pauses", change: |c| c.projector_chunk_events = usize::MAX },
+const LATENCY_VARIANTS: [LatencyVariant; 5] = [
+    LatencyVariant {
+        name: "as shipped (window 200 ms, chunks of 256 events, paused)",
+        change: |_| {},
+        checkpoint_after: None,
+    },
+    LatencyVariant {
+        name: "a flush in one transaction, no pauses",
+        change: |c| c.projector_chunk_events = usize::MAX,
+        checkpoint_after: None,
+    },
     LatencyVariant {
         name: "projector window 20 ms, one transaction",
         change: |c| {
             c.projector_window = Duration::from_millis(20);
             c.projector_chunk_events = usize::MAX;
         },
+        checkpoint_after: None,
     },
-    LatencyVariant { name: "no projector during the run (caught up after)", change: |c| c.run_projector = false },
+    LatencyVariant {
+        name: "no projector during the run (caught up after)",
+        change: |c| c.run_projector = false,
+        checkpoint_after: None,
+    },
+    LatencyVariant {
+        name: "as shipped, a CHECKPOINT 3 s into the loop",
+        change: |_| {},
+        checkpoint_after: Some(Duration::from_secs(3)),
+    },
 ];
+
+/// Runs `CHECKPOINT` on the server after `after` (what a checkpoint
+/// starting during a loop does to its latency).
+fn checkpoint_later(admin_url: &str, after: Duration) -> tokio::task::JoinHandle<()> {
+    let admin_url = admin_url.to_owned();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        if let Ok(pool) = PgPoolOptions::new().max_connections(1).connect(&admin_url).await {
+            if let Err(err) = sqlx::query("CHECKPOINT").execute(&pool).await {
+                eprintln!("  CHECKPOINT failed: {err}");
+            }
+            pool.close().await;
+        }
+    })
+}
 
 /// The half-rate open loop of the Postgres scenario, each variant in a
 /// database of its own at the same rate: half what the engine as shipped
@@ -495,7 +530,11 @@ async fn latency(options: &Options, report: &mut Report) -> Result<(), String> {
         let rate = *rate_half.get_or_insert(warm.rate() / 2.0);
         let stats = PgStats::connect(&options.postgres_admin_url, db.name.as_deref().unwrap_or_default()).await?;
         let before = stats.sample().await?;
+        let checkpoint = variant.checkpoint_after.map(|after| checkpoint_later(&options.postgres_admin_url, after));
         let half = open_rate(&engine, rate, options.count(100_000), warm.ok).await;
+        if let Some(checkpoint) = checkpoint {
+            let _ = checkpoint.await;
+        }
         let after = stats.sample().await?;
         stats.close().await;
         engine.shutdown().await;
@@ -512,11 +551,12 @@ async fn latency(options: &Options, report: &mut Report) -> Result<(), String> {
         report.row(
             format!("latency at {rate:.0}/s: {}", variant.name),
             format!(
-                "p99 {:.2} ms, p99.9 {:.2} ms (p50 {:.2} ms; closed loop {:.0}/s; {checkpoints} checkpoints, {autovacuums} autovacuums)",
+                "p99 {:.2} ms, p99.9 {:.2} ms (p50 {:.2} ms; closed loop {:.0}/s; {checkpoints} checkpoints, {autovacuums} autovacuums, {:.3} full pages per reply)",
                 half.percentile_ms(0.99),
                 half.percentile_ms(0.999),
                 half.percentile_ms(0.5),
-                warm.rate()
+                warm.rate(),
+                cost.wal_fpi
             ),
             "p99 <= 10 ms",
             Some(half.percentile_ms(0.99) <= 10.0),

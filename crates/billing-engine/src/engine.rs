@@ -30,6 +30,10 @@ pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(5);
 /// at once instead of after [`READ_YOUR_WRITES_WAIT`].
 pub const READ_YOUR_WRITES_WAIT_FAILING: Duration = Duration::from_millis(250);
 
+/// How often a waiting query looks again at whether the projector is
+/// failing (and so at which of the two bounds above applies).
+pub const READ_YOUR_WRITES_RECHECK: Duration = Duration::from_millis(50);
+
 /// The longest pause between projector retries while the database is down.
 pub const PROJECTOR_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -238,17 +242,25 @@ impl Engine {
             return Ok(());
         }
         self.inner.flush_requested.notify_one();
-        let wait = if self.inner.projector_failing.load(Ordering::Relaxed) {
-            READ_YOUR_WRITES_WAIT_FAILING
-        } else {
-            READ_YOUR_WRITES_WAIT
-        };
-        let caught_up = tokio::time::timeout(wait, projected.wait_for(|c| *c >= target)).await.is_ok_and(|r| r.is_ok());
-        if caught_up {
-            Ok(())
-        } else {
-            tracing::warn!("projections did not catch up in time");
-            Err(EngineError::Unavailable)
+        // The bound is looked at again while waiting: a projector that
+        // starts failing after the query began (the database went away
+        // during its flush) shortens the wait to the failing bound.
+        let started = Instant::now();
+        loop {
+            let wait = if self.inner.projector_failing.load(Ordering::Relaxed) {
+                READ_YOUR_WRITES_WAIT_FAILING
+            } else {
+                READ_YOUR_WRITES_WAIT
+            };
+            let Some(left) = wait.checked_sub(started.elapsed()).filter(|left| !left.is_zero()) else {
+                tracing::warn!("projections did not catch up in time");
+                return Err(EngineError::Unavailable);
+            };
+            match tokio::time::timeout(left.min(READ_YOUR_WRITES_RECHECK), projected.wait_for(|c| *c >= target)).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(_)) => return Err(EngineError::Unavailable),
+                Err(_) => continue,
+            }
         }
     }
 

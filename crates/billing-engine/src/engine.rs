@@ -60,6 +60,10 @@ pub struct EngineConfig {
     /// Events one projector transaction applies from the hand-off at most
     /// ([`PROJECTOR_CHUNK_EVENTS`]; `usize::MAX`: a whole window in one).
     pub projector_chunk_events: usize,
+    /// Committed batches the hand-off to the projector holds
+    /// ([`crate::projection::feed::FEED_BATCHES_MAX`]); beyond it the
+    /// projector reads them from the log. Tests make it tiny to overflow it.
+    pub feed_batches_max: usize,
     pub metrics: Arc<Metrics>,
 }
 
@@ -79,6 +83,7 @@ impl EngineConfig {
             run_projector: true,
             projector_window: PROJECTOR_WINDOW,
             projector_chunk_events: PROJECTOR_CHUNK_EVENTS,
+            feed_batches_max: crate::projection::feed::FEED_BATCHES_MAX,
             metrics: Arc::new(Metrics::unregistered()),
         }
     }
@@ -117,7 +122,7 @@ impl Engine {
         // projections catch up to today's head before the first query reads.
         let head = store.head().await?;
         let committed = Arc::new(watch::channel(head).0);
-        let (feed, feed_rx) = Feed::new(config.run_projector);
+        let (feed, feed_rx) = Feed::new(config.run_projector, config.feed_batches_max);
         let feed = Arc::new(feed);
         let services = Arc::new(WorkspaceServices::new(config.catalog.clone(), config.metering, config.vault.clone()));
         let shards = config.shards.max(1);

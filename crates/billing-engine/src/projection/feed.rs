@@ -41,11 +41,11 @@ struct FeedState {
 }
 
 impl Feed {
-    /// A hand-off to a projector (`None`: no projector runs; batches are
-    /// only counted).
-    pub fn new(projector: bool) -> (Feed, Option<mpsc::Receiver<Fed>>) {
+    /// A hand-off of `capacity` batches to a projector (`None`: no
+    /// projector runs; batches are only counted).
+    pub fn new(projector: bool, capacity: usize) -> (Feed, Option<mpsc::Receiver<Fed>>) {
         let (sender, receiver) = if projector {
-            let (tx, rx) = mpsc::channel(FEED_BATCHES_MAX);
+            let (tx, rx) = mpsc::channel(capacity.max(1));
             (Some(tx), Some(rx))
         } else {
             (None, None)

@@ -106,7 +106,47 @@ async fn two_engines_on_one_database(backend: Backend) {
     third.shutdown().await;
 }
 
+/// Read-your-writes holds while the hand-off to the projector overflows
+/// (room for one batch here, so most batches find it full and reach the
+/// projector only through the log): after each reply, its caller's next
+/// query shows the balance that reply answered.
+async fn a_query_after_a_reply_shows_it_while_the_hand_off_overflows(backend: Backend) {
+    const CALLERS: usize = 24;
+    const ROUNDS: usize = 12;
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut config = engine_config(&store, billing_domain::Metering::Enabled);
+    config.feed_batches_max = 1;
+    let engine = Engine::start(store, config).await.unwrap();
+    for c in 0..CALLERS {
+        create(&engine, &format!("w{c}"), "alice").await.unwrap();
+        grant(&engine, &format!("w{c}"), "g", 1_000).await.unwrap();
+    }
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|c| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let workspace = format!("w{c}");
+                for i in 0..ROUNDS {
+                    let answered = answer(reply(&engine, &workspace, &format!("r{i}"), "gpt-4o").await.unwrap());
+                    let shown = engine.credits(&ws(&workspace)).await.unwrap();
+                    assert_eq!(
+                        shown.balance,
+                        answered.balance.get(),
+                        "{workspace}: the query after reply {i} does not show it"
+                    );
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    engine.shutdown().await;
+}
+
 both_backends!(
+    a_query_after_a_reply_shows_it_while_the_hand_off_overflows,
     sixty_four_callers_and_a_balance_for_twenty,
     thirty_two_callers_with_one_reply_id,
     two_engines_on_one_database

@@ -155,3 +155,41 @@ async fn an_open_transaction_elsewhere_on_the_server_does_not_stall_readers() {
     assert_eq!(projected(&store, "ws").await.balance.balance.get(), 10);
     open.rollback().await.unwrap();
 }
+
+/// SQLite: the writer never checkpoints the WAL itself (that would stall
+/// the batch whose commit crosses the threshold); a connection of its own
+/// does, in the background. Read with `immutable=1`, which ignores the WAL,
+/// the database file alone holds every committed event soon after the
+/// writes, although they are far fewer than the 1,000 pages SQLite's own
+/// automatic checkpoint would wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_in_the_background_not_in_the_writer() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    billing_testkit::init_logs();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let engine = engine(&db).await;
+    let store = engine.store().clone();
+    let billing_engine::db::Db::Sqlite(lite) = store.db() else { unreachable!("a SQLite test database") };
+    let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint").fetch_one(&lite.writer).await.unwrap();
+    assert_eq!(autocheckpoint, 0, "the writer's commits never checkpoint");
+    create(&engine, "ws", "alice").await.unwrap();
+    for i in 0..50 {
+        reply(&engine, "ws", &format!("r{i}"), "bookbag-local").await.unwrap();
+    }
+    engine.shutdown().await;
+
+    let path = db.sqlite_path().unwrap();
+    let file_only = SqliteConnectOptions::new().filename(&path).read_only(true).immutable(true);
+    let started = std::time::Instant::now();
+    loop {
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(file_only.clone()).await.unwrap();
+        let in_file: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await.unwrap_or(0);
+        pool.close().await;
+        if in_file == 51 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the file holds {in_file} of 51 events");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.db().close().await;
+}

@@ -578,10 +578,36 @@ impl ProjectorTask {
                 tokio::time::sleep(started.elapsed().min(PROJECTOR_PAUSE_MAX)).await;
             }
         }
-        if complete || self.scan_until_stopped().await {
-            self.projected.send_if_modified(|p| std::mem::replace(p, (*p).max(number)) < number);
-        }
+        self.advance(number, complete).await;
         self.observe_lag();
+    }
+
+    /// The projections show every batch up to `number`: at once when
+    /// `complete` (everything handed over up to it is applied), after a
+    /// pass over the log otherwise. A batch that found the hand-off full
+    /// set the overflow flag before any later batch was handed over (both
+    /// happen under the hand-off's lock, in number order), so if the flag
+    /// is up now, a batch below `number` may be only in the log: the pass
+    /// must bring it before the number moves, or a query waiting for that
+    /// batch would read without it. (A flush drains the hand-off while the
+    /// writers refill it, so it can hold batches numbered after one that
+    /// overflowed; the check after each turn of the main loop comes too
+    /// late for a query woken by this number.)
+    /// The pass also covers every batch committed before it started, so
+    /// after one the number moves to those too: a batch that overflowed
+    /// after `number` was handed over may have no later batch to move it.
+    async fn advance(&mut self, number: u64, complete: bool) {
+        let overflowed = self.feed.take_overflow();
+        let covered = if complete && !overflowed {
+            number
+        } else {
+            let committed = self.feed.committed_count();
+            if !self.scan_until_stopped().await {
+                return;
+            }
+            number.max(committed)
+        };
+        self.projected.send_if_modified(|p| std::mem::replace(p, (*p).max(covered)) < covered);
     }
 
     /// [`ProjectorTask::scan`] until it succeeds; false when stopped first.

@@ -514,20 +514,21 @@ impl ProjectorTask {
                     return;
                 }
             }
+            // An overflow that no flush has seen yet (a batch found the
+            // hand-off full while nothing else was pending): the same pass.
             if self.feed.take_overflow() {
-                let covered = self.feed.committed_count();
-                if self.scan().await.is_ok() {
-                    self.projected.send_if_modified(|p| std::mem::replace(p, (*p).max(covered)) < covered);
-                }
+                let shown = *self.projected.borrow();
+                self.advance(shown, false).await;
             }
         }
     }
 
     /// Applies every pending handed-over event, and every batch already
     /// waiting in the hand-off, in chunks of [`PROJECTOR_CHUNK_EVENTS`];
-    /// anything left out (or a failure) is taken from the log instead. Taking what waits keeps a
-    /// projector that fell behind from flushing one old batch at a time
-    /// (each past its window at once), which it could never catch up from.
+    /// anything left out (or a failure) is taken from the log instead.
+    /// Taking what waits keeps a projector that fell behind from flushing
+    /// one old batch at a time (each past its window at once), which it
+    /// could never catch up from.
     async fn flush(&mut self, pending: &mut Pending) {
         while pending.events.len() < PROJECTOR_FEED_EVENTS_MAX {
             match self.feed_rx.try_recv() {
@@ -649,9 +650,13 @@ impl ProjectorTask {
             let page_started = Instant::now();
             let keys = self.store.event_keys_after(self.cursor, PROJECT_BATCH_EVENTS_MAX).await?;
             let Some(last) = keys.last() else {
-                // Behind a transaction of this database still open.
+                // Behind a transaction of this database still open. A pass
+                // that stops short of its target must not count as done:
+                // the caller would tell waiting queries that batches below
+                // the target are applied.
                 if started.elapsed() > READ_YOUR_WRITES_WAIT {
-                    break;
+                    tracing::warn!(cursor = ?self.cursor, ?target, "the log's pass waited too long for an open transaction");
+                    return Err(StoreError::Unavailable("an open transaction holds back the log's order".into()));
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
